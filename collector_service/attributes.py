@@ -1,0 +1,203 @@
+"""Read the X-Ray contract attributes of one span, keeping all that can be kept.
+
+Each reader takes the raw attribute values and returns the column value. A value that
+does not fit its column is coerced where that loses nothing (``5.0`` → ``5``) or else
+left out of the column; either way an :class:`Adjustment` says what happened and the
+original value is kept in the row's ``attributes`` so nothing a producer sent is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from collector_service.rows import Adjustment
+from collector_service.values import MAX_DEPTH, clean_text, json_depth, to_json_safe
+from xray_otel import conventions as c
+
+MAX_RUN_ID_LENGTH = 256
+_INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
+
+
+class SpanAttributes:
+    """The attributes of one span: reads contract values and collects adjustments."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self._consumed: set[str] = set()
+        self.adjustments: list[Adjustment] = []
+
+    def has(self, name: str) -> bool:
+        return name in self._values
+
+    def _take(self, name: str) -> Any:
+        self._consumed.add(name)
+        return self._values.get(name)
+
+    def reject(self, name: str, problem: str) -> None:
+        """Note the problem and give the raw value back to ``attributes``."""
+        self._consumed.discard(name)
+        self.adjustments.append(Adjustment(name, problem))
+
+    def _note(self, name: str, problem: str) -> None:
+        self.adjustments.append(Adjustment(name, problem))
+
+    def text(self, name: str) -> str | None:
+        """A string attribute; bytes are decoded as UTF-8, scalars are converted."""
+        value = self._take(name)
+        if value is None:
+            return None
+        if isinstance(value, list | dict):
+            self.reject(name, f"expected a string, got {_kind(value)}")
+            return None
+        if not isinstance(value, str | bytes):
+            self._note(name, f"expected a string, got {_kind(value)}; converted")
+            value = str(value)
+        return self._as_text(name, value)
+
+    def _as_text(self, name: str, value: str | bytes) -> str:
+        if isinstance(value, bytes):
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = value.decode("utf-8", errors="replace")
+                self._note(name, "invalid UTF-8 replaced with U+FFFD")
+        else:
+            text = value
+        cleaned, changed = clean_text(text)
+        if changed:
+            self._note(name, "NUL characters replaced with U+FFFD")
+        return cleaned
+
+    def count(self, name: str) -> int | None:
+        """A non-negative integer (candidates in/out)."""
+        value = self._integer(name)
+        if value is not None and value < 0:
+            self.reject(name, f"must not be negative, got {value}")
+            return None
+        return value
+
+    def seq(self) -> int | None:
+        value = self._integer(c.STEP_SEQ)
+        if value is not None and not 1 <= value <= 2**31 - 1:
+            self.reject(c.STEP_SEQ, f"must be between 1 and 2147483647, got {value}")
+            return None
+        return value
+
+    def _integer(self, name: str) -> int | None:
+        value = self._take(name)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            self.reject(name, "expected an integer, got a boolean")
+            return None
+        if isinstance(value, int):
+            if abs(value) >= 2**63:
+                self.reject(name, "integer out of range")
+                return None
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)  # JavaScript producers send whole numbers as doubles
+        if isinstance(value, str) and _INT_TEXT.match(value.strip()):
+            self._note(name, f"expected an integer, got the string {value!r}; converted")
+            return int(value.strip())
+        self.reject(name, f"expected an integer, got {_kind(value)} {_preview(value)}")
+        return None
+
+    def json_object(self, name: str) -> dict[str, Any] | None:
+        """``why_json``: a string holding a JSON object (a native OTLP map is accepted too)."""
+        value = self._take(name)
+        if isinstance(value, str | bytes):
+            try:
+                value = json.loads(self._as_text(name, value))
+            except RecursionError:
+                self.reject(name, f"JSON nested deeper than {MAX_DEPTH} levels")
+                return None
+            except ValueError:
+                self.reject(name, "not valid JSON")
+                return None
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.reject(name, f"expected a JSON object, got {_kind(value)}")
+            return None
+        structured: dict[str, Any] | None = self._structured(name, value)
+        return structured
+
+    def json_value(self, name: str) -> Any:
+        """``input``/``output``: a string holding JSON; plain text is kept as a JSON string."""
+        value = self._take(name)
+        if isinstance(value, str | bytes):
+            text = self._as_text(name, value)
+            try:
+                value = json.loads(text)
+            except RecursionError:
+                return self._rejected(name, f"JSON nested deeper than {MAX_DEPTH} levels")
+            except ValueError:
+                self._note(name, "not JSON; stored as a JSON string")
+                return text
+        return None if value is None else self._structured(name, value)
+
+    def _structured(self, name: str, value: Any) -> Any:
+        if json_depth(value) > MAX_DEPTH:
+            return self._rejected(name, f"JSON nested deeper than {MAX_DEPTH} levels")
+        safe, notes = to_json_safe(value)
+        for note in sorted(set(notes)):
+            self._note(name, note)
+        return safe
+
+    def _rejected(self, name: str, problem: str) -> Any:
+        """Reject the value and return ``None`` as the column value."""
+        self.reject(name, problem)
+        return None
+
+    def metrics(self) -> dict[str, float | int]:
+        """Every ``xray.step.metric.<name>`` that holds a finite number."""
+        found: dict[str, float | int] = {}
+        for name in list(self._values):
+            if not name.startswith(c.STEP_METRIC_PREFIX):
+                continue
+            value = self._take(name)
+            metric = name.removeprefix(c.STEP_METRIC_PREFIX)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.reject(name, f"metric must be a number, got {_kind(value)}")
+            elif isinstance(value, float) and not math.isfinite(value):
+                self.reject(name, f"metric must be finite, got {value}")
+            elif not metric:
+                self.reject(name, "metric has an empty name")
+            else:
+                found[metric] = value
+        return found
+
+    def prefixed(self, prefix: str) -> dict[str, Any]:
+        """Take every attribute whose name starts with ``prefix``."""
+        return {name: self._take(name) for name in list(self._values) if name.startswith(prefix)}
+
+    def remaining(self) -> dict[str, Any]:
+        """Every attribute not mapped to a column, made JSON-safe for ``attributes``."""
+        rest: dict[str, Any] = {}
+        already_noted = {a.attribute for a in self.adjustments}
+        for name, value in self._values.items():
+            if name in self._consumed:
+                continue
+            try:
+                safe, notes = to_json_safe(value)
+            except RecursionError:
+                safe, notes = _preview(value), ["nested too deeply; stored as a preview"]
+            rest[clean_text(name)[0]] = safe
+            for note in sorted(set(notes)) if name not in already_noted else ():
+                self._note(name, note)
+        return rest
+
+
+def _kind(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+             bytes: "bytes", list: "an array", dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _preview(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

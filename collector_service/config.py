@@ -1,0 +1,130 @@
+"""The collector's configuration: one frozen dataclass built at the entry point.
+
+Each setting is looked up in the command-line arguments, then the environment, then
+its default. A malformed value fails at start-up with the name of its flag or
+variable. Nothing else in the collector reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from collector_service.errors import ConfigError
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/xray``, or ``~/.local/share/xray``."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "xray"
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535 (0 picks a free port)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional KiB/MiB/GiB suffix: ``512KiB``, ``16MiB``."""
+    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "b": 1}
+    lowered = text.strip().lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix):
+            return _positive(lowered.removesuffix(suffix).strip()) * factor
+    return _positive(lowered)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise ValueError("must be a number of seconds between 0 and 3600")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one configuration field is named, parsed and documented."""
+
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "XRAY_DATABASE_URL", str,
+            "PostgreSQL URL; unset starts the embedded database in the data directory"),
+    Setting("data_dir", "XRAY_DATA_DIR", Path,
+            "where the embedded database and local artifacts live"),
+    Setting("host", "XRAY_HOST", str, "address the OTLP receivers listen on"),
+    Setting("grpc_port", "XRAY_GRPC_PORT", _port, "OTLP/gRPC port (0 picks a free port)"),
+    Setting("http_port", "XRAY_HTTP_PORT", _port, "OTLP/HTTP port (0 picks a free port)"),
+    Setting("pool_max_size", "XRAY_POOL_MAX_SIZE", _positive,
+            "most Postgres connections the collector holds"),
+    Setting("max_request_bytes", "XRAY_MAX_REQUEST_BYTES", _size,
+            "largest OTLP request accepted, after decompression"),
+    Setting("db_timeout", "XRAY_DB_TIMEOUT", _seconds,
+            "seconds to wait for a database connection before answering 'retry later'"),
+    Setting("max_inflight", "XRAY_MAX_INFLIGHT", _positive,
+            "requests processed at once; more are refused with a retryable status"),
+    Setting("log_level", "XRAY_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+)
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Everything the collector needs to run; see ``SETTINGS`` for names and meaning."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: default_data_dir({}))
+    host: str = "127.0.0.1"
+    grpc_port: int = 4317
+    http_port: int = 4318
+    pool_max_size: int = 8
+    max_request_bytes: int = 32 * 1024**2
+    db_timeout: float = 10.0
+    max_inflight: int = 32
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_sources(
+        cls, args: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> CollectorConfig:
+        """Build from parsed arguments (None means unset), then ``environ``, then defaults."""
+        args = args or {}
+        environ = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {"data_dir": default_data_dir(environ)}
+        for setting in SETTINGS:
+            if setting.field not in known:
+                raise ConfigError(f"setting {setting.field} has no configuration field")
+            if args.get(setting.field) is not None:
+                source, raw = "--" + setting.field.replace("_", "-"), args[setting.field]
+            elif environ.get(setting.env):
+                source, raw = setting.env, environ[setting.env]
+            else:
+                continue
+            try:
+                values[setting.field] = setting.parse(str(raw))
+            except ValueError as exc:
+                raise ConfigError(f"{source}={raw!r}: {exc}") from exc
+        return cls(**values)

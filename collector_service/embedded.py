@@ -1,0 +1,174 @@
+"""Start (or reuse) the embedded PostgreSQL that X-Ray uses when no database is configured.
+
+Two engines, tried in order: ``pgserver`` from PyPI (bundled binaries, works as root),
+then the machine's own ``initdb``/``pg_ctl``. Both keep the cluster in a data directory
+and listen only on a Unix socket inside it, so nothing else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from collector_service.errors import EmbeddedDatabaseError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "xray"
+_START_TIMEOUT_S = 60
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A handle on the embedded server; ``url`` points at its ``xray`` database."""
+
+    data_dir: Path
+    url: str = ""
+    engine: str = ""
+    _server: Any = field(default=None, repr=False)
+    _started_here: bool = False
+
+    def start(self) -> str:
+        """Start the server (or attach to a running one) and return the database URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if _pgserver_available():
+            admin_url = self._start_pgserver()
+        else:
+            admin_url = self._start_local_binaries()
+        _ensure_database(admin_url, DATABASE_NAME)
+        self.url = admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1)
+        logger.info("embedded PostgreSQL (%s) at %s", self.engine, self.data_dir)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server if this process started it (pgserver counts its users itself)."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+        elif self._started_here:
+            _run_as_owner([_binary("pg_ctl"), "stop", "-D", str(self._pgdata), "-m", "fast"],
+                          self._pgdata)
+            self._started_here = False
+
+    @property
+    def _pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def _start_pgserver(self) -> str:
+        from pgserver import get_server  # type: ignore[attr-defined]  # `embedded` extra
+
+        self.engine = "pgserver"
+        try:
+            self._server = get_server(self._pgdata, cleanup_mode="stop")
+        except Exception as exc:  # pgserver raises bare exceptions of several kinds
+            raise EmbeddedDatabaseError(
+                f"could not start the embedded PostgreSQL in {self._pgdata}: {exc}"
+            ) from exc
+        return str(self._server.get_uri())
+
+    def _start_local_binaries(self) -> str:
+        self.engine = "initdb/pg_ctl"
+        pgdata = self._pgdata
+        if not (pgdata / "PG_VERSION").exists():
+            pgdata.mkdir(parents=True, exist_ok=True)
+            _chown_to_owner(pgdata)
+            _run_as_owner([_binary("initdb"), "-D", str(pgdata), "-U", "postgres",
+                           "--auth=trust", "--encoding=UTF8", "--no-instructions"], pgdata)
+        socket_dir = str(pgdata)
+        if not _socket_ready(socket_dir):
+            _run_as_owner([_binary("pg_ctl"), "start", "-D", str(pgdata), "-w",
+                           "-t", str(_START_TIMEOUT_S), "-l", str(pgdata / "server.log"),
+                           "-o", f"-c listen_addresses='' -k {socket_dir}"], pgdata)
+            self._started_here = True
+        return f"postgresql://postgres@/postgres?host={socket_dir}"
+
+
+def _pgserver_available() -> bool:
+    try:
+        import pgserver  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        candidates = sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+        found = candidates[0] if candidates else None
+    if found is None:
+        raise EmbeddedDatabaseError(
+            f"no embedded database engine: install the 'embedded' extra (pgserver) or put "
+            f"PostgreSQL's {name} on PATH, or set XRAY_DATABASE_URL"
+        )
+    return found
+
+
+def _owner_user() -> str | None:
+    """PostgreSQL refuses to run as root; as root, run it as the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise EmbeddedDatabaseError(
+            "running as root needs a 'postgres' system user for the embedded database; "
+            "create one, install the 'embedded' extra, or set XRAY_DATABASE_URL"
+        ) from exc
+    return "postgres"
+
+
+def _chown_to_owner(path: Path) -> None:
+    user = _owner_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _run_as_owner(command: list[str], pgdata: Path) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True,
+                       user=_owner_user(), timeout=_START_TIMEOUT_S + 30)
+    except subprocess.CalledProcessError as exc:
+        raise EmbeddedDatabaseError(
+            f"{Path(command[0]).name} failed for {pgdata}: {exc.stderr.strip()}"
+        ) from exc
+
+
+def _socket_ready(socket_dir: str) -> bool:
+    with contextlib.suppress(psycopg.OperationalError):
+        psycopg.connect(f"postgresql://postgres@/postgres?host={socket_dir}",
+                        connect_timeout=2).close()
+        return True
+    return False
+
+
+def _ensure_database(admin_url: str, name: str) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while True:
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if exists is None:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                return
+        except psycopg.errors.DuplicateDatabase:
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise EmbeddedDatabaseError(f"embedded PostgreSQL did not answer: {exc}") from exc
+            time.sleep(0.2)

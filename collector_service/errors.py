@@ -1,0 +1,42 @@
+"""The collector's error tree.
+
+    XRayError                      base of everything the collector raises on purpose
+    ├── ConfigError                a bad setting; names the variable or flag
+    ├── MigrationError             a migration failed or an applied file was edited
+    ├── DecodeError                a payload that is not an OTLP export request
+    ├── StorageError               the database cannot be written or read
+    │   └── StorageUnavailable     transient: the caller should retry later
+    └── EmbeddedDatabaseError      the embedded PostgreSQL could not be started
+
+Driver errors are wrapped once, at the store boundary, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class XRayError(Exception):
+    """Base class of the collector's own errors."""
+
+
+class ConfigError(XRayError):
+    """A configuration value is missing or malformed."""
+
+
+class MigrationError(XRayError):
+    """The schema could not be brought up to date."""
+
+
+class DecodeError(XRayError):
+    """The payload is not a decodable OTLP ExportTraceServiceRequest."""
+
+
+class StorageError(XRayError):
+    """Postgres rejected an operation for a reason retrying will not fix."""
+
+
+class StorageUnavailable(StorageError):
+    """Postgres is unreachable or overloaded; retrying later may succeed."""
+
+
+class EmbeddedDatabaseError(XRayError):
+    """The embedded PostgreSQL server could not be initialised or started."""

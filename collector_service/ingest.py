@@ -1,0 +1,107 @@
+"""The one ingestion path shared by the gRPC and HTTP receivers.
+
+decode (receiver) → map (pure) → artifacts to storage → one Postgres transaction →
+acknowledge. The outcome says how many spans were rejected and what was changed, for
+the OTLP ``partial_success`` field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from collector_service.artifacts import ArtifactOffloader
+from collector_service.errors import XRayError
+from collector_service.mapping import map_request
+from collector_service.pg_store import PostgresStore
+from collector_service.rows import RejectedSpan, RunRow, StepRow
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+
+
+class Overloaded(XRayError):
+    """Too many requests in flight; the client should retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"collector overloaded; retry in {retry_after_s:g}s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one export request did."""
+
+    steps: int
+    runs: int
+    steps_inserted: int
+    ignored_spans: int
+    rejected: tuple[RejectedSpan, ...]
+    adjusted: tuple[RunRow | StepRow, ...]
+    message: str
+
+    def response(self) -> ExportTraceServiceResponse:
+        """The OTLP response: ``partial_success`` is set only when there is something to say."""
+        if not self.rejected and not self.message:
+            return ExportTraceServiceResponse()
+        return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(
+            rejected_spans=len(self.rejected), error_message=self.message))
+
+
+class Ingestor:
+    """Maps and stores export requests; at most ``max_inflight`` at once."""
+
+    def __init__(self, store: PostgresStore, offloader: ArtifactOffloader,
+                 max_inflight: int = 32,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._offloader = offloader
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._clock = clock
+
+    async def ingest(self, request: ExportTraceServiceRequest) -> IngestOutcome:
+        """Store every X-Ray span in ``request``; return only after the commit."""
+        if self._slots.locked():
+            raise Overloaded(retry_after_s=1.0)
+        async with self._slots:
+            batch = map_request(request, self._clock())
+            steps, artifact_refs = await self._offloader.offload(batch.steps)
+            result = await self._store.write(batch.runs, steps, artifact_refs)
+        rejected = batch.rejected + result.rejected
+        adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
+        adjusted.extend(step for step in steps if step.adjustments)
+        return IngestOutcome(
+            steps=len(steps), runs=len(batch.runs), steps_inserted=result.steps_inserted,
+            ignored_spans=batch.ignored_spans, rejected=rejected, adjusted=tuple(adjusted),
+            message=describe(rejected, adjusted),
+        )
+
+
+def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepRow]) -> str:
+    """A bounded, human-readable account of rejected spans and changed values."""
+    parts: list[str] = []
+    if rejected:
+        details = "; ".join(f"span {r.span_id or '?'} (trace {r.trace_id or '?'}): {r.reason}"
+                            for r in rejected)
+        parts.append(f"{len(rejected)} span(s) rejected: {details}")
+    if adjusted:
+        details = "; ".join(
+            f"span {row.span_id}: " + ", ".join(f"{a.attribute} {a.problem}"
+                                                for a in row.adjustments)
+            for row in adjusted)
+        parts.append(f"{len(adjusted)} span(s) stored with changes: {details}")
+    message = ". ".join(parts)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return message
+

@@ -1,0 +1,264 @@
+"""Map an OTLP export request to X-Ray rows. Pure: no I/O, no clock, no globals.
+
+A span with ``xray.step.type`` is a step; a span with ``xray.run.pipeline`` and no step
+type is a run span; every other span is not X-Ray data and is ignored. Steps also
+yield a provisional run row, so a run exists as soon as any of its steps arrives; the
+run span completes it whenever it comes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from collector_service.attributes import MAX_RUN_ID_LENGTH, SpanAttributes
+from collector_service.rows import (
+    Adjustment,
+    ArtifactValue,
+    MappedBatch,
+    RejectedSpan,
+    RunRow,
+    StepRow,
+)
+from collector_service.values import TooDeep, from_any_value
+from xray_otel import conventions as c
+
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+
+def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> MappedBatch:
+    """Every step, run and rejected span in ``request``; ``received_at`` fills missing times."""
+    steps: list[StepRow] = []
+    runs: list[RunRow] = []
+    rejected: list[RejectedSpan] = []
+    ignored = 0
+    for resource_spans in request.resource_spans:
+        service_name = _service_name(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                kind = _classify(span)
+                if kind is None:
+                    ignored += 1
+                    continue
+                problem = _identity_problem(span)
+                if problem is not None:
+                    rejected.append(RejectedSpan(span.trace_id.hex(), span.span_id.hex(),
+                                                 problem))
+                elif kind == "step":
+                    steps.append(map_step(span, service_name, received_at))
+                else:
+                    runs.append(map_run_span(span, service_name, received_at))
+    return MappedBatch(
+        runs=tuple(merge_runs([*runs, *(run_from_step(s) for s in steps)])),
+        steps=tuple(steps),
+        rejected=tuple(rejected),
+        ignored_spans=ignored,
+    )
+
+
+def _classify(span: Span) -> str | None:
+    keys = {kv.key for kv in span.attributes}
+    if c.STEP_TYPE in keys:
+        return "step"
+    if c.RUN_PIPELINE in keys:
+        return "run"
+    return None
+
+
+def _identity_problem(span: Span) -> str | None:
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
+        return "trace_id must be 16 bytes and not all zero"
+    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN:
+        return "span_id must be 8 bytes and not all zero"
+    return None
+
+
+def map_step(span: Span, service_name: str | None, received_at: datetime) -> StepRow:
+    """The ``xray_steps`` row for one step span."""
+    attrs = _read_attributes(span.attributes)
+    trace_id = span.trace_id.hex()
+    step_type = _step_type(attrs)
+    started_at, ended_at = _times(span, received_at, attrs)
+    status, error = _status(span)
+    artifacts = tuple(_artifact(name, value) for name, value
+                      in attrs.prefixed(c.ARTIFACT_PREFIX).items() if value is not None)
+    return StepRow(
+        run_id=_run_id(attrs, trace_id),
+        seq=attrs.seq(),
+        step_name=attrs.text(c.STEP_NAME) or span.name or step_type,
+        step_type=step_type,
+        pipeline=attrs.text(c.RUN_PIPELINE),
+        entity=attrs.text(c.RUN_ENTITY),
+        candidates_in=attrs.count(c.STEP_CANDIDATES_IN),
+        candidates_out=attrs.count(c.STEP_CANDIDATES_OUT),
+        why=attrs.text(c.STEP_WHY),
+        why_json=attrs.json_object(c.STEP_WHY_JSON),
+        input=attrs.json_value(c.STEP_INPUT),
+        output=attrs.json_value(c.STEP_OUTPUT),
+        metrics=attrs.metrics(),
+        status=status,
+        error=error,
+        started_at=started_at,
+        ended_at=ended_at,
+        trace_id=trace_id,
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else None,
+        service_name=service_name,
+        attributes=_with_exception_details(attrs.remaining(), span),
+        adjustments=tuple(attrs.adjustments),
+        artifacts=artifacts,
+    )
+
+
+def map_run_span(span: Span, service_name: str | None, received_at: datetime) -> RunRow:
+    """The complete ``xray_runs`` row described by a run span."""
+    attrs = _read_attributes(span.attributes)
+    trace_id = span.trace_id.hex()
+    started_at, ended_at = _times(span, received_at, attrs)
+    status, error = _status(span)
+    return RunRow(
+        run_id=_run_id(attrs, trace_id),
+        pipeline=attrs.text(c.RUN_PIPELINE),
+        entity=attrs.text(c.RUN_ENTITY),
+        status=status,
+        error=error,
+        started_at=started_at,
+        ended_at=ended_at,
+        trace_id=trace_id,
+        span_id=span.span_id.hex(),
+        service_name=service_name,
+        attributes=_with_exception_details(attrs.remaining(), span),
+        adjustments=tuple(attrs.adjustments),
+    )
+
+
+def run_from_step(step: StepRow) -> RunRow:
+    """The provisional run row a step implies, until its run span arrives."""
+    return RunRow(
+        run_id=step.run_id, pipeline=step.pipeline, entity=step.entity, status="pending",
+        error=None, started_at=step.started_at, ended_at=step.ended_at,
+        trace_id=step.trace_id, span_id=None, service_name=step.service_name,
+    )
+
+
+def merge_runs(runs: Iterable[RunRow]) -> list[RunRow]:
+    """One row per run id, sorted by run id: the run span wins, provisional rows widen times."""
+    merged: dict[str, RunRow] = {}
+    for run in runs:
+        known = merged.get(run.run_id)
+        if known is None or (run.from_run_span and not known.from_run_span):
+            merged[run.run_id] = run
+        elif not run.from_run_span and not known.from_run_span:
+            merged[run.run_id] = _widen(known, run)
+    return [merged[run_id] for run_id in sorted(merged)]
+
+
+def _widen(known: RunRow, other: RunRow) -> RunRow:
+    starts = [t for t in (known.started_at, other.started_at) if t is not None]
+    ends = [t for t in (known.ended_at, other.ended_at) if t is not None]
+    return RunRow(
+        run_id=known.run_id, pipeline=known.pipeline or other.pipeline,
+        entity=known.entity or other.entity, status=known.status, error=None,
+        started_at=min(starts, default=None), ended_at=max(ends, default=None),
+        trace_id=known.trace_id, span_id=None,
+        service_name=known.service_name or other.service_name,
+    )
+
+
+def _read_attributes(key_values: Iterable[KeyValue]) -> SpanAttributes:
+    values: dict[str, Any] = {}
+    problems: list[Adjustment] = []
+    for kv in key_values:
+        try:
+            values[kv.key] = from_any_value(kv.value)
+        except TooDeep as exc:
+            values[kv.key] = None
+            problems.append(Adjustment(kv.key, f"value {exc}; dropped"))
+    attrs = SpanAttributes(values)
+    attrs.adjustments.extend(problems)
+    return attrs
+
+
+def _run_id(attrs: SpanAttributes, trace_id: str) -> str:
+    run_id = attrs.text(c.RUN_ID)
+    if run_id is not None and 0 < len(run_id) <= MAX_RUN_ID_LENGTH:
+        return run_id
+    if run_id is not None:
+        attrs.reject(c.RUN_ID, f"must be 1 to {MAX_RUN_ID_LENGTH} characters; trace id used")
+    return trace_id
+
+
+def _step_type(attrs: SpanAttributes) -> str:
+    raw = attrs.text(c.STEP_TYPE)
+    value = (raw or "").strip().lower()
+    if value in c.STEP_TYPES:
+        return value
+    attrs.reject(c.STEP_TYPE, f"unknown step type {raw!r}; stored as 'other'")
+    return c.StepType.OTHER.value
+
+
+def _times(span: Span, received_at: datetime, attrs: SpanAttributes) -> tuple[datetime, datetime]:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start == 0 and end == 0:
+        attrs.adjustments.append(Adjustment("span.time", "no start or end time; receive time used"))
+        return received_at, received_at
+    if start == 0 or end == 0:
+        attrs.adjustments.append(Adjustment("span.time", "start or end time missing; copied"))
+        start = end = start or end
+    if end < start:
+        attrs.adjustments.append(
+            Adjustment("span.time", "ended before it started; end set to start"))
+        end = start
+    return _from_unix_nano(start), _from_unix_nano(end)
+
+
+def _from_unix_nano(value: int) -> datetime:
+    return datetime.fromtimestamp(value // 1000 / 1_000_000, tz=UTC)
+
+
+def _status(span: Span) -> tuple[str, str | None]:
+    if span.status.code != Status.STATUS_CODE_ERROR:
+        return "ok", None
+    exception = _last_exception(span)
+    if exception is not None:
+        kind = exception.get(c.EXCEPTION_TYPE) or "Exception"
+        message = exception.get(c.EXCEPTION_MESSAGE) or span.status.message
+        return "error", f"{kind}: {message}" if message else str(kind)
+    return "error", span.status.message.replace("\x00", "\ufffd") or None
+
+
+def _last_exception(span: Span) -> dict[str, Any] | None:
+    for event in reversed(span.events):
+        if event.name == c.EXCEPTION_EVENT:
+            return {kv.key: str(from_any_value(kv.value)).replace("\x00", "\ufffd")
+                    for kv in event.attributes if kv.key.startswith("exception.")}
+    return None
+
+
+def _with_exception_details(attributes: dict[str, Any], span: Span) -> dict[str, Any]:
+    exception = _last_exception(span)
+    if exception and c.EXCEPTION_STACKTRACE in exception:
+        attributes = {**attributes, c.EXCEPTION_STACKTRACE: exception[c.EXCEPTION_STACKTRACE]}
+    return attributes
+
+
+def _artifact(name: str, value: Any) -> ArtifactValue:
+    if isinstance(value, bytes):
+        return ArtifactValue(name, value, "application/octet-stream")
+    text = value if isinstance(value, str) else repr(value)
+    guessed = "application/json" if text[:1] in ("{", "[") else "text/plain; charset=utf-8"
+    return ArtifactValue(name, text.encode("utf-8", errors="replace"), guessed)
+
+
+def _service_name(key_values: Iterable[KeyValue]) -> str | None:
+    for kv in key_values:
+        if kv.key == c.SERVICE_NAME and kv.value.WhichOneof("value") == "string_value":
+            return kv.value.string_value.replace("\x00", "\ufffd") or None
+    return None
+

@@ -1,0 +1,206 @@
+"""Write mapped batches to Postgres: one transaction per export request.
+
+The batch is written with one statement per table (rows as arrays). If Postgres
+rejects the batch because of one row's data, the batch is written again row by row,
+each in a savepoint, so one bad span never sinks the others. Connection failures and
+timeouts become :class:`StorageUnavailable`, which the receivers turn into a
+retryable OTLP status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from collector_service.errors import StorageError, StorageUnavailable
+from collector_service.queries import load
+from collector_service.rows import ArtifactRef, RejectedSpan, RunRow, StepRow
+
+logger = logging.getLogger(__name__)
+
+_QUERIES = load("ingest.sql")
+_RETRYABLE_TX = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_TX_ATTEMPTS = 3
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write changed: new step rows, and rows Postgres refused."""
+
+    steps_inserted: int
+    rejected: tuple[RejectedSpan, ...] = ()
+
+
+class PostgresStore:
+    """Owns the connection pool and writes batches through it."""
+
+    def __init__(self, conninfo: str, max_size: int = 8, timeout_s: float = 10.0) -> None:
+        self._pool = AsyncConnectionPool(conninfo, min_size=1, max_size=max_size,
+                                         timeout=timeout_s, open=False,
+                                         kwargs={"autocommit": True})
+
+    async def open(self) -> None:
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def check(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the database answers."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+
+    async def write(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
+                    artifacts: Sequence[ArtifactRef] = ()) -> WriteResult:
+        """Write everything in one transaction; commit before returning."""
+        if not runs and not steps:
+            return WriteResult(0)
+        for attempt in range(1, _TX_ATTEMPTS + 1):
+            try:
+                return await self._write_once(runs, steps, artifacts)
+            except _RETRYABLE_TX:
+                if attempt == _TX_ATTEMPTS:
+                    raise StorageUnavailable("write kept conflicting with others") from None
+                logger.info("write conflicted with another transaction; retrying")
+            except _DATA_ERRORS as exc:
+                logger.warning("batch refused (%s); writing span by span", exc)
+                return await self._write_isolated(runs, steps, artifacts)
+        raise AssertionError("unreachable")
+
+    async def _write_once(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
+                          artifacts: Sequence[ArtifactRef]) -> WriteResult:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                inserted = await _write_rows(conn, runs, steps, artifacts)
+            return WriteResult(inserted)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        except (psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown) as exc:
+            raise StorageUnavailable(f"database interrupted the write: {exc}") from exc
+        except psycopg.ProgrammingError as exc:
+            raise StorageError(f"schema mismatch (run `xray migrate`?): {exc}") from exc
+
+    async def _write_isolated(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
+                              artifacts: Sequence[ArtifactRef]) -> WriteResult:
+        inserted, rejected = 0, []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                for run in runs:
+                    try:
+                        async with conn.transaction():
+                            await _write_rows(conn, [run], [], [])
+                    except _DATA_ERRORS as exc:
+                        rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
+                                                     f"run {run.run_id!r}: {_first_line(exc)}"))
+                for step in steps:
+                    own = [a for a in artifacts if (a.trace_id, a.span_id)
+                           == (step.trace_id, step.span_id)]
+                    try:
+                        async with conn.transaction():
+                            inserted += await _write_rows(conn, [], [step], own)
+                    except _DATA_ERRORS as exc:
+                        rejected.append(RejectedSpan(step.trace_id, step.span_id,
+                                                     _first_line(exc)))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        return WriteResult(inserted, tuple(rejected))
+
+
+async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow],
+                      steps: Sequence[StepRow], artifacts: Sequence[ArtifactRef]) -> int:
+    inserted = 0
+    async with conn.cursor() as cur:
+        if runs:
+            await cur.execute(_QUERIES["upsert_runs"], _run_columns(runs))
+        if steps:
+            await cur.execute(_QUERIES["insert_steps"], _step_columns(steps))
+            inserted = max(cur.rowcount, 0)
+        completed = [run.run_id for run in runs if run.from_run_span]
+        if completed:
+            await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": completed})
+        if artifacts:
+            await cur.execute(_QUERIES["insert_artifacts"], _artifact_columns(artifacts))
+    return inserted
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False,
+                                                 separators=(",", ":"))
+
+
+def _adjustments(row: RunRow | StepRow) -> str | None:
+    return _json([a.as_json() for a in row.adjustments]) if row.adjustments else None
+
+
+def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
+    return {
+        "run_id": [r.run_id for r in runs],
+        "pipeline": [r.pipeline for r in runs],
+        "entity": [r.entity for r in runs],
+        "status": [r.status for r in runs],
+        "error": [r.error for r in runs],
+        "started_at": [r.started_at for r in runs],
+        "ended_at": [r.ended_at for r in runs],
+        "trace_id": [r.trace_id for r in runs],
+        "span_id": [r.span_id for r in runs],
+        "service_name": [r.service_name for r in runs],
+        "attributes": [_json(r.attributes) for r in runs],
+        "ingest_warnings": [_adjustments(r) for r in runs],
+    }
+
+
+def _step_columns(steps: Sequence[StepRow]) -> dict[str, list[Any]]:
+    return {
+        "run_id": [s.run_id for s in steps],
+        "seq": [s.seq for s in steps],
+        "step_name": [s.step_name for s in steps],
+        "step_type": [s.step_type for s in steps],
+        "pipeline": [s.pipeline for s in steps],
+        "candidates_in": [s.candidates_in for s in steps],
+        "candidates_out": [s.candidates_out for s in steps],
+        "why": [s.why for s in steps],
+        "why_json": [_json(s.why_json) for s in steps],
+        "input": [_json(s.input) for s in steps],
+        "output": [_json(s.output) for s in steps],
+        "metrics": [_json(s.metrics) for s in steps],
+        "status": [s.status for s in steps],
+        "error": [s.error for s in steps],
+        "started_at": [s.started_at for s in steps],
+        "ended_at": [s.ended_at for s in steps],
+        "trace_id": [s.trace_id for s in steps],
+        "span_id": [s.span_id for s in steps],
+        "parent_span_id": [s.parent_span_id for s in steps],
+        "attributes": [_json(s.attributes) for s in steps],
+        "ingest_warnings": [_adjustments(s) for s in steps],
+    }
+
+
+def _artifact_columns(refs: Sequence[ArtifactRef]) -> dict[str, list[Any]]:
+    return {
+        "artifact_id": [a.artifact_id for a in refs],
+        "trace_id": [a.trace_id for a in refs],
+        "span_id": [a.span_id for a in refs],
+        "run_id": [a.run_id for a in refs],
+        "attribute": [a.attribute for a in refs],
+        "size_bytes": [a.size_bytes for a in refs],
+        "content_type": [a.content_type for a in refs],
+        "storage": [a.storage for a in refs],
+        "location": [a.location for a in refs],
+        "preview": [a.preview for a in refs],
+        "downgraded": [a.downgraded for a in refs],
+        "downgrade_reason": [a.downgrade_reason for a in refs],
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

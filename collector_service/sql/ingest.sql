@@ -1,0 +1,97 @@
+-- Named queries used by collector_service.pg_store. Each block starts with `-- name: NAME`.
+-- Rows arrive as parallel arrays (one per column) and are expanded with unnest():
+-- one round trip per statement, whatever the batch size.
+
+-- name: upsert_runs
+-- A run row comes from its run span (span_id set) or is provisional, implied by steps.
+-- The run span's values win; provisional rows only fill gaps and widen the time range.
+-- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
+INSERT INTO xray_runs AS r (
+    run_id, pipeline, entity, status, error, started_at, ended_at,
+    trace_id, span_id, service_name, attributes, ingest_warnings)
+SELECT v.run_id, v.pipeline, v.entity, v.status, v.error, v.started_at, v.ended_at,
+       v.trace_id, v.span_id, v.service_name, v.attributes::jsonb, v.ingest_warnings::jsonb
+FROM unnest(
+    %(run_id)s::text[], %(pipeline)s::text[], %(entity)s::text[], %(status)s::text[],
+    %(error)s::text[], %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[],
+    %(trace_id)s::text[], %(span_id)s::text[], %(service_name)s::text[],
+    %(attributes)s::text[], %(ingest_warnings)s::text[]
+) AS v(run_id, pipeline, entity, status, error, started_at, ended_at,
+       trace_id, span_id, service_name, attributes, ingest_warnings)
+ORDER BY v.run_id
+ON CONFLICT (run_id) DO UPDATE SET
+    pipeline = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.pipeline, r.pipeline)
+                    ELSE COALESCE(r.pipeline, EXCLUDED.pipeline) END,
+    entity = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.entity, r.entity)
+                  ELSE COALESCE(r.entity, EXCLUDED.entity) END,
+    status = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.status ELSE r.status END,
+    error = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.error ELSE r.error END,
+    started_at = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.started_at
+                      WHEN r.span_id IS NULL THEN LEAST(r.started_at, EXCLUDED.started_at)
+                      ELSE r.started_at END,
+    ended_at = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.ended_at
+                    WHEN r.span_id IS NULL THEN GREATEST(r.ended_at, EXCLUDED.ended_at)
+                    ELSE r.ended_at END,
+    trace_id = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.trace_id ELSE r.trace_id END,
+    span_id = COALESCE(EXCLUDED.span_id, r.span_id),
+    service_name = CASE WHEN EXCLUDED.span_id IS NOT NULL
+                        THEN COALESCE(EXCLUDED.service_name, r.service_name)
+                        ELSE COALESCE(r.service_name, EXCLUDED.service_name) END,
+    attributes = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.attributes
+                      ELSE r.attributes END,
+    ingest_warnings = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.ingest_warnings
+                           ELSE r.ingest_warnings END,
+    updated_at = now()
+WHERE (EXCLUDED.span_id IS NOT NULL
+       AND (r.span_id IS DISTINCT FROM EXCLUDED.span_id
+            OR r.ended_at IS DISTINCT FROM EXCLUDED.ended_at))
+   OR (EXCLUDED.span_id IS NULL AND r.span_id IS NULL
+       AND (EXCLUDED.started_at < r.started_at OR EXCLUDED.ended_at > r.ended_at))
+   OR (r.pipeline IS NULL AND EXCLUDED.pipeline IS NOT NULL)
+   OR (r.entity IS NULL AND EXCLUDED.entity IS NOT NULL)
+
+-- name: insert_steps
+-- A step without its own pipeline takes its run's. A replayed span changes nothing.
+INSERT INTO xray_steps (
+    run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+    why, why_json, input, output, metrics, status, error, started_at, ended_at,
+    trace_id, span_id, parent_span_id, attributes, ingest_warnings)
+SELECT s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
+       s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
+       s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
+       s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
+FROM unnest(
+    %(run_id)s::text[], %(seq)s::int[], %(step_name)s::text[], %(step_type)s::text[],
+    %(pipeline)s::text[], %(candidates_in)s::bigint[], %(candidates_out)s::bigint[],
+    %(why)s::text[], %(why_json)s::text[], %(input)s::text[], %(output)s::text[],
+    %(metrics)s::text[], %(status)s::text[], %(error)s::text[],
+    %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[], %(trace_id)s::text[],
+    %(span_id)s::text[], %(parent_span_id)s::text[], %(attributes)s::text[],
+    %(ingest_warnings)s::text[]
+) AS s(run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+       why, why_json, input, output, metrics, status, error, started_at, ended_at,
+       trace_id, span_id, parent_span_id, attributes, ingest_warnings)
+LEFT JOIN xray_runs r ON r.run_id = s.run_id
+ORDER BY s.trace_id, s.span_id
+ON CONFLICT (trace_id, span_id) DO NOTHING
+
+-- name: backfill_step_pipelines
+-- Steps that arrived before their run span learn the pipeline when it comes.
+UPDATE xray_steps s
+SET pipeline = r.pipeline
+FROM xray_runs r
+WHERE r.run_id = ANY(%(run_ids)s::text[])
+  AND s.run_id = r.run_id
+  AND s.pipeline IS NULL
+  AND r.pipeline IS NOT NULL
+
+-- name: insert_artifacts
+INSERT INTO xray_artifacts (
+    artifact_id, trace_id, span_id, run_id, attribute, size_bytes, content_type,
+    storage, location, preview, downgraded, downgrade_reason)
+SELECT * FROM unnest(
+    %(artifact_id)s::text[], %(trace_id)s::text[], %(span_id)s::text[], %(run_id)s::text[],
+    %(attribute)s::text[], %(size_bytes)s::bigint[], %(content_type)s::text[],
+    %(storage)s::text[], %(location)s::text[], %(preview)s::text[],
+    %(downgraded)s::boolean[], %(downgrade_reason)s::text[])
+ON CONFLICT (trace_id, span_id, attribute) DO NOTHING

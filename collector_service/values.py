@@ -1,0 +1,93 @@
+"""Turn OTLP ``AnyValue`` messages into plain Python and JSON-safe values.
+
+Postgres ``text`` and ``jsonb`` cannot hold NUL characters and ``jsonb`` cannot hold
+NaN or infinities, so those are replaced here and the caller is told, so it can
+record what changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+MAX_DEPTH = 32
+"""Nesting deeper than this (in JSON or in OTLP arrays/maps) is not stored as structure."""
+
+NUL_REPLACEMENT = "\ufffd"
+
+
+class TooDeep(ValueError):
+    """A structured value nests deeper than ``MAX_DEPTH``."""
+
+
+def from_any_value(value: AnyValue, depth: int = 0) -> Any:
+    """The Python value an ``AnyValue`` holds: str, bool, int, float, bytes, list, dict, None."""
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [from_any_value(v, depth + 1) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: from_any_value(kv.value, depth + 1) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def clean_text(text: str) -> tuple[str, bool]:
+    """``text`` without NUL characters, and whether any were replaced."""
+    if "\x00" in text:
+        return text.replace("\x00", NUL_REPLACEMENT), True
+    return text, False
+
+
+def to_json_safe(value: Any, depth: int = 0) -> tuple[Any, list[str]]:
+    """A copy of ``value`` that ``jsonb`` accepts, plus a description of each change made.
+
+    bytes become base64 text, NaN and infinities become strings, NUL becomes U+FFFD.
+    """
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        cleaned, changed = clean_text(value)
+        return cleaned, (["NUL characters replaced with U+FFFD"] if changed else [])
+    if isinstance(value, bool | int) or value is None:
+        return value, []
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value, []
+        return str(value), [f"non-finite number {value} stored as a string"]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii"), []
+    if isinstance(value, list | tuple):
+        items, notes = [], []
+        for item in value:
+            safe, more = to_json_safe(item, depth + 1)
+            items.append(safe)
+            notes.extend(more)
+        return items, notes
+    if isinstance(value, dict):
+        mapping, notes = {}, []
+        for key, item in value.items():
+            safe_key, key_changed = clean_text(str(key))
+            safe, more = to_json_safe(item, depth + 1)
+            mapping[safe_key] = safe
+            notes.extend(more + (["NUL characters replaced with U+FFFD"] if key_changed else []))
+        return mapping, notes
+    return str(value), [f"{type(value).__name__} stored as a string"]
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (scalars are 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest

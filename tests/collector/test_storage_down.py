@@ -1,0 +1,96 @@
+"""Storage failures answer with retryable statuses, and standard exporters retry through them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+from psycopg import sql
+
+from collector_service.config import CollectorConfig
+from collector_service.migrate import apply_migrations
+from collector_service.server import CollectorThread, Endpoints
+from tests.collector.test_receivers import post
+from tests.fix_collector import RunningCollector
+from tests.fix_db import DatabaseFactory
+from tests.otlp_builders import request, span
+from xray_otel import conventions as c
+
+
+class Switch:
+    """Cuts and restores access to one database, as an outage would."""
+
+    def __init__(self, admin_url: str, url: str) -> None:
+        self.admin_url = admin_url
+        self.name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+
+    def _set(self, allow: bool) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(str(self.name)), sql.SQL("true" if allow else "false")))
+            if not allow:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE datname = %s", (self.name,))
+
+    def cut(self) -> None:
+        self._set(False)
+
+    def restore(self) -> None:
+        self._set(True)
+
+
+@pytest.fixture
+def outage(databases: DatabaseFactory, pg_admin_url: str,
+           tmp_path: Path) -> Iterator[tuple[Endpoints, Switch, str]]:
+    url = databases.create("xray_outage")
+    apply_migrations(url)
+    config = CollectorConfig(database_url=url, data_dir=tmp_path, grpc_port=0, http_port=0,
+                             db_timeout=1.0)
+    switch = Switch(pg_admin_url, url)
+    with CollectorThread(config) as endpoints:
+        yield endpoints, switch, url
+    switch.restore()
+
+
+def test_storage_down_is_unavailable_then_recovers(
+        outage: tuple[Endpoints, Switch, str]) -> None:
+    endpoints, switch, url = outage
+    batch = request(span("s", {c.STEP_TYPE: "llm"}))
+    stub = TraceServiceStub(grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}"))
+    switch.cut()
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Export(batch, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    trailers = dict(caught.value.trailing_metadata())
+    assert "google.rpc.retryinfo-bin" in trailers
+    status, headers, _ = post(RunningCollector(endpoints, Path()), batch.SerializeToString())
+    assert status == 503 and headers["Retry-After"].isdigit()
+    switch.restore()
+    stub.Export(batch, timeout=30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM xray_steps").fetchone() == (1,)
+
+
+def test_standard_exporter_retries_until_storage_returns(
+        outage: tuple[Endpoints, Switch, str]) -> None:
+    endpoints, switch, url = outage
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{endpoints.grpc_port}", insecure=True,
+                                timeout=30)
+    finished = provider.get_tracer("t").start_span("x", attributes={c.STEP_TYPE: "rank"})
+    finished.end()
+    switch.cut()
+    threading.Timer(2.0, switch.restore).start()
+    result = exporter.export([finished])  # type: ignore[list-item]
+    assert result == SpanExportResult.SUCCESS
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT step_name FROM xray_steps").fetchall() == [("x",)]
+    exporter.shutdown()

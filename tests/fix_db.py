@@ -1,0 +1,79 @@
+"""A real PostgreSQL for the tests.
+
+``XRAY_TEST_DATABASE_URL`` names a server to use (any database on it; the tests create
+their own). Without it the embedded PostgreSQL starts in a temporary directory, so the
+suite passes on a machine with no database set up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from collector_service.embedded import EmbeddedPostgres
+from collector_service.migrate import apply_migrations
+
+TABLES = ("xray_artifacts", "xray_steps", "xray_runs")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL on the test server with rights to create databases."""
+    configured = os.environ.get("XRAY_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("embedded-pg")))
+    yield server.start()
+    server.stop()
+
+
+class DatabaseFactory:
+    """Creates empty databases on the test server and drops them at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self._created: list[str] = []
+
+    def create(self, prefix: str = "xray_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self._created.append(name)
+        return str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=name))
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self._created:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def databases(pg_admin_url: str) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(pg_admin_url)
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def migrated_url(databases: DatabaseFactory) -> str:
+    """One migrated database shared by the session; ``db`` empties it for each test."""
+    url = databases.create()
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the migrated database, emptied before the test."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("TRUNCATE {}").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in TABLES)))
+        yield conn
