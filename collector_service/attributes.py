@@ -18,6 +18,7 @@ from collector_service.values import MAX_DEPTH, clean_text, json_depth, to_json_
 from xray_otel import conventions as c
 
 MAX_RUN_ID_LENGTH = 256
+MAX_LABEL_CHARS = 512
 _INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
 
 
@@ -56,6 +57,14 @@ class SpanAttributes:
             self._note(name, f"expected a string, got {_kind(value)}; converted")
             value = str(value)
         return self._as_text(name, value)
+
+    def label(self, name: str) -> str | None:
+        """A short indexed string (step name, pipeline, entity), cut at ``MAX_LABEL_CHARS``."""
+        text = self.text(name)
+        if text is not None and len(text) > MAX_LABEL_CHARS:
+            self._note(name, f"longer than {MAX_LABEL_CHARS} characters; truncated")
+            return text[:MAX_LABEL_CHARS]
+        return text
 
     def _as_text(self, name: str, value: str | bytes) -> str:
         if isinstance(value, bytes):

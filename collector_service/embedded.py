@@ -12,8 +12,10 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
@@ -35,21 +37,23 @@ class EmbeddedPostgres:
     """A handle on the embedded server; ``url`` points at its ``xray`` database."""
 
     data_dir: Path
+    engine: str = "auto"
+    """``auto`` (pgserver if installed, else the machine's binaries), ``pgserver``, ``binaries``."""
     url: str = ""
-    engine: str = ""
     _server: Any = field(default=None, repr=False)
     _started_here: bool = False
 
     def start(self) -> str:
         """Start the server (or attach to a running one) and return the database URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if _pgserver_available():
-            admin_url = self._start_pgserver()
-        else:
-            admin_url = self._start_local_binaries()
+        if self.engine not in ("auto", "pgserver", "binaries"):
+            raise EmbeddedDatabaseError(f"unknown embedded engine {self.engine!r}")
+        use_pgserver = self.engine == "pgserver" or (
+            self.engine == "auto" and _pgserver_available())
+        admin_url = self._start_pgserver() if use_pgserver else self._start_local_binaries()
         _ensure_database(admin_url, DATABASE_NAME)
         self.url = admin_url.replace("/postgres?", f"/{DATABASE_NAME}?", 1)
-        logger.info("embedded PostgreSQL (%s) at %s", self.engine, self.data_dir)
+        logger.info("embedded PostgreSQL (%s) in %s", self.engine, self.data_dir)
         return self.url
 
     def stop(self) -> None:
@@ -67,8 +71,11 @@ class EmbeddedPostgres:
         return self.data_dir / "pgdata"
 
     def _start_pgserver(self) -> str:
-        from pgserver import get_server  # type: ignore[attr-defined]  # `embedded` extra
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from pgserver import get_server  # type: ignore[attr-defined]  # `embedded` extra
 
+        logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every command
         self.engine = "pgserver"
         try:
             self._server = get_server(self._pgdata, cleanup_mode="stop")
@@ -131,16 +138,28 @@ def _owner_user() -> str | None:
 
 
 def _chown_to_owner(path: Path) -> None:
+    """Give the data directory to the server's user, and let it reach the directory."""
     user = _owner_user()
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:  # traverse only: others still cannot list it
+            logger.info("allowing %s to traverse %s", user, parent)
+            parent.chmod(mode | stat.S_IXOTH)
 
 
 def _run_as_owner(command: list[str], pgdata: Path) -> None:
+    user = _owner_user()
+    identity: dict[str, Any] = {}
+    if user is not None:  # drop root's groups too, or group permissions would apply
+        entry = pwd.getpwnam(user)
+        identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     try:
         subprocess.run(command, check=True, capture_output=True, text=True,
-                       user=_owner_user(), timeout=_START_TIMEOUT_S + 30)
+                       timeout=_START_TIMEOUT_S + 30, **identity)
     except subprocess.CalledProcessError as exc:
         raise EmbeddedDatabaseError(
             f"{Path(command[0]).name} failed for {pgdata}: {exc.stderr.strip()}"

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector_service.attributes import MAX_RUN_ID_LENGTH, SpanAttributes
+from collector_service.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH, SpanAttributes
 from collector_service.rows import (
     Adjustment,
     ArtifactValue,
@@ -91,10 +91,10 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     return StepRow(
         run_id=_run_id(attrs, trace_id),
         seq=attrs.seq(),
-        step_name=attrs.text(c.STEP_NAME) or span.name or step_type,
+        step_name=attrs.label(c.STEP_NAME) or span.name[:MAX_LABEL_CHARS] or step_type,
         step_type=step_type,
-        pipeline=attrs.text(c.RUN_PIPELINE),
-        entity=attrs.text(c.RUN_ENTITY),
+        pipeline=attrs.label(c.RUN_PIPELINE),
+        entity=attrs.label(c.RUN_ENTITY),
         candidates_in=attrs.count(c.STEP_CANDIDATES_IN),
         candidates_out=attrs.count(c.STEP_CANDIDATES_OUT),
         why=attrs.text(c.STEP_WHY),
@@ -124,8 +124,8 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime) ->
     status, error = _status(span)
     return RunRow(
         run_id=_run_id(attrs, trace_id),
-        pipeline=attrs.text(c.RUN_PIPELINE),
-        entity=attrs.text(c.RUN_ENTITY),
+        pipeline=attrs.label(c.RUN_PIPELINE),
+        entity=attrs.label(c.RUN_ENTITY),
         status=status,
         error=error,
         started_at=started_at,

@@ -1,4 +1,4 @@
-"""Configuration: arguments beat the environment, which beats defaults; bad values name themselves."""
+"""Configuration: arguments beat the environment, which beats defaults; bad values say where."""
 
 from __future__ import annotations
 

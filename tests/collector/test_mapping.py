@@ -182,3 +182,9 @@ def test_overlong_run_id_falls_back_to_trace_id() -> None:
     trace_id = bytes(range(16))
     step = map_one_step({c.RUN_ID: "x" * 1000}, trace_id=trace_id)
     assert step.run_id == trace_id.hex() and c.RUN_ID in problems(step)
+
+
+def test_long_labels_are_truncated() -> None:
+    step = map_one_step({c.RUN_PIPELINE: "p" * 5000, c.STEP_NAME: "n" * 600})
+    assert len(step.pipeline or "") == 512 and len(step.step_name) == 512
+    assert {c.RUN_PIPELINE, c.STEP_NAME} <= set(problems(step))

@@ -96,7 +96,7 @@ def test_failed_migration_leaves_nothing_behind(databases: DatabaseFactory,
     url = databases.create()
     (tmp_path / "0001_ok.sql").write_text("CREATE TABLE a (x int);")
     (tmp_path / "0002_bad.sql").write_text("CREATE TABLE b (x int); SELECT no_such_column;")
-    with pytest.raises(MigrationError, match="0002_bad.sql failed"):
+    with pytest.raises(MigrationError, match=r"0002_bad\.sql failed"):
         apply_migrations(url, tmp_path)
     with psycopg.connect(url) as conn:
         tables = conn.execute("SELECT to_regclass('a') IS NOT NULL, to_regclass('b') IS NULL")
@@ -105,7 +105,7 @@ def test_failed_migration_leaves_nothing_behind(databases: DatabaseFactory,
 
 def test_badly_named_files_and_unreachable_database(tmp_path: Path) -> None:
     (tmp_path / "first.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         load_migrations(tmp_path)
     with pytest.raises(MigrationError, match="cannot reach"):
         apply_migrations("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")

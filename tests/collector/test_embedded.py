@@ -1,0 +1,44 @@
+"""The embedded PostgreSQL: both engines start, serve, restart on the same data, and stop."""
+
+from __future__ import annotations
+
+import shutil
+from glob import glob
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collector_service.embedded import EmbeddedPostgres, _pgserver_available
+from collector_service.errors import EmbeddedDatabaseError
+
+
+def has_binaries() -> bool:
+    return bool(shutil.which("pg_ctl") or glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+
+
+@pytest.mark.parametrize("engine", [
+    pytest.param("pgserver", marks=pytest.mark.skipif(
+        not _pgserver_available(), reason="pgserver has no wheel for this Python")),
+    pytest.param("binaries", marks=pytest.mark.skipif(
+        not has_binaries(), reason="no initdb/pg_ctl on this machine")),
+])
+def test_engine_starts_keeps_data_and_stops(engine: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "pg"  # short: Unix socket paths are limited to ~100 bytes
+    server = EmbeddedPostgres(data_dir, engine=engine)
+    url = server.start()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+    server.stop()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2).close()
+    again = EmbeddedPostgres(data_dir, engine=engine)
+    with psycopg.connect(again.start()) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+    again.stop()
+
+
+def test_unknown_engine_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedDatabaseError, match="unknown embedded engine"):
+        EmbeddedPostgres(tmp_path, engine="sqlite").start()
