@@ -1,8 +1,10 @@
 """Artifact storage: content-addressed blobs in a local folder or an S3 bucket.
 
 An artifact's id is the SHA-256 of its bytes, so storing a payload twice stores it
-once and every read can be checked against the id. Stores are synchronous (boto3 is);
-the ingest path calls them from worker threads.
+once and every read can be checked against the id. Storing an existing payload again
+refreshes its modification time, which is what lets pruning leave alone any object
+written within its grace period. Stores are synchronous (boto3 is); the ingest path
+calls them from worker threads.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 _CHUNK = 1024 * 1024
 
@@ -47,6 +50,10 @@ class ArtifactStore(Protocol):
         """Stream the stored bytes; raise :class:`ArtifactNotFound` if absent."""
         ...
 
+    def delete_if_idle(self, key: str, idle_s: float) -> bool:
+        """Delete the object unless it was written in the last ``idle_s`` seconds."""
+        ...
+
 
 class LocalArtifactStore:
     """Artifacts as files under ``root/ab/cd/<id>``, written atomically."""
@@ -64,6 +71,7 @@ class LocalArtifactStore:
     def put(self, key: str, data: bytes, content_type: str) -> str:
         path = self._path(key)
         if path.exists() and path.stat().st_size == len(data):
+            os.utime(path)  # written again: not idle, so pruning leaves it alone
             return str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
@@ -82,6 +90,78 @@ class LocalArtifactStore:
         with handle:
             while chunk := handle.read(_CHUNK):
                 yield chunk
+
+    def delete_if_idle(self, key: str, idle_s: float) -> bool:
+        path = self._path(key)
+        try:
+            if time.time() - path.stat().st_mtime < idle_s:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class S3ArtifactStore:
+    """Artifacts as objects ``<prefix><id[:2]>/<id>`` in an S3 (or S3-compatible) bucket.
+
+    Credentials and region come from the standard AWS chain; ``endpoint_url`` points at
+    any S3-compatible store. Objects are always written (S3 has no cheaper "touch"), so
+    storage is deduplicated and a re-written object is fresh for pruning.
+    """
+
+    kind = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
+                 timeout_s: float = 10.0, client: Any = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self._client = client or boto3.client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                          retries={"mode": "standard", "max_attempts": 2}))
+
+    def _key(self, key: str) -> str:
+        if not valid_artifact_id(key):
+            raise ArtifactNotFound(f"{key!r} is not an artifact id")
+        return f"{self.prefix}{key[:2]}/{key}"
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        object_key = self._key(key)
+        self._client.put_object(Bucket=self.bucket, Key=object_key, Body=data,
+                                ContentType=content_type, Metadata={"sha256": key})
+        return f"s3://{self.bucket}/{object_key}"
+
+    def open(self, key: str) -> Iterator[bytes]:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ArtifactNotFound(f"artifact {key} is not in s3://{self.bucket}") from exc
+            raise
+        body = response["Body"]
+        try:
+            yield from body.iter_chunks(_CHUNK)
+        finally:
+            body.close()
+
+    def delete_if_idle(self, key: str, idle_s: float) -> bool:
+        from botocore.exceptions import ClientError
+
+        object_key = self._key(key)
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=object_key)
+        except ClientError:
+            return False
+        if time.time() - head["LastModified"].timestamp() < idle_s:
+            return False
+        self._client.delete_object(Bucket=self.bucket, Key=object_key)
+        return True
 
 
 def verified(key: str, chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -1,73 +1,147 @@
-"""Move step payloads to artifact storage and leave references in their place.
+"""Move bulky step values to artifact storage and leave references in their place.
 
-Every ``xray.artifact.<name>`` value is written to the store before the row that
-points to it is committed (an orphan is tolerable, a dangling reference is not). When
-the store fails, the payload is downgraded to a summary (size, hash, preview) and the
-step is stored anyway: step metadata and metrics are never dropped for an artifact.
+What moves: every ``xray.artifact.<name>`` value, and any other value of a step (``why``,
+``why_json``, ``input``, ``output``, an extra attribute) whose stored form exceeds the
+inline ceiling, so Postgres never holds a payload over the ceiling. Deciding that is
+pure (:func:`plan`); writing is :class:`ArtifactOffloader`'s job.
+
+A payload is written to the store before the row that points to it is committed (an
+orphan is tolerable, a dangling reference is not). A payload over the maximum size,
+one the store fails or is too slow to take, and every payload while the collector is
+under pressure is downgraded to a summary (size, hash, preview) instead; the step is
+stored either way and the downgrade is visible on its rows and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from collector_service.artifact_store import ArtifactStore, artifact_id
 from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, StepRow
+from collector_service.stats import IngestStats
+from xray_otel import conventions as c
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 200
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_JSON_COLUMNS = {c.STEP_WHY_JSON: "why_json", c.STEP_INPUT: "input", c.STEP_OUTPUT: "output"}
+
+
+@dataclass(frozen=True)
+class OffloadPolicy:
+    """Sizes and limits for artifacts, in bytes and seconds."""
+
+    inline_ceiling: int = 4096
+    max_artifact_bytes: int = 64 * 1024**2
+    store_timeout_s: float = 10.0
 
 
 def preview(value: ArtifactValue) -> str:
-    """A short readable beginning of the payload (binary payloads say so)."""
-    if value.content_type.startswith(("text/", "application/json")):
+    """A short readable beginning of the payload (binary payloads say what they are)."""
+    if value.content_type.startswith(("text/", _JSON)):
         text = value.data[: PREVIEW_CHARS * 4].decode("utf-8", errors="replace")
         text = text.replace("\x00", "\ufffd")
         return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
     return f"<{len(value.data)} bytes of {value.content_type}>"
 
 
+def plan(step: StepRow, ceiling: int) -> list[ArtifactValue]:
+    """Every payload of ``step`` bound for artifact storage, keyed by its attribute name."""
+    payloads = list(step.artifacts)
+    if step.why is not None and len(step.why.encode()) > ceiling:
+        payloads.append(ArtifactValue(c.STEP_WHY, step.why.encode(), _TEXT))
+    for attribute, column in _JSON_COLUMNS.items():
+        value = getattr(step, column)
+        if value is not None and len(encoded := _encode_json(value)) > ceiling:
+            payloads.append(ArtifactValue(attribute, encoded, _JSON))
+    for key, value in step.attributes.items():
+        if isinstance(value, str) and len(encoded := value.encode()) > ceiling:
+            payloads.append(ArtifactValue(key, encoded, _TEXT))
+        elif isinstance(value, dict | list) and len(encoded := _encode_json(value)) > ceiling:
+            payloads.append(ArtifactValue(key, encoded, _JSON))
+    return payloads
+
+
+def substitute(step: StepRow, refs: Sequence[ArtifactRef]) -> StepRow:
+    """``step`` with each moved payload replaced by its reference."""
+    changes: dict[str, Any] = {"artifacts": ()}
+    attributes = dict(step.attributes)
+    notes = list(step.adjustments)
+    for ref in refs:
+        if ref.attribute == c.STEP_WHY:
+            changes["why"] = f"{ref.preview} [full text: artifact {ref.artifact_id}]"
+        elif ref.attribute in _JSON_COLUMNS:
+            changes[_JSON_COLUMNS[ref.attribute]] = {"xray_artifact": ref.as_json()}
+        else:
+            attributes[ref.attribute] = ref.as_json()
+        if ref.downgraded:
+            notes.append(Adjustment(ref.attribute,
+                                    f"artifact downgraded to a summary: {ref.downgrade_reason}"))
+    return replace(step, attributes=attributes, adjustments=tuple(notes), **changes)
+
+
+def _encode_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class ArtifactOffloader:
-    """Writes a batch's artifacts to ``store`` and rewrites its steps to reference them."""
+    """Writes a batch's payloads to ``store`` and rewrites its steps to reference them."""
 
-    def __init__(self, store: ArtifactStore) -> None:
-        self._store = store
+    def __init__(self, store: ArtifactStore, policy: OffloadPolicy | None = None,
+                 stats: IngestStats | None = None) -> None:
+        self.store = store
+        self.policy = policy or OffloadPolicy()
+        self.stats = stats or IngestStats()
 
-    async def offload(self, steps: Sequence[StepRow]) -> tuple[list[StepRow], list[ArtifactRef]]:
+    async def offload(self, steps: Sequence[StepRow], under_pressure: bool = False
+                      ) -> tuple[list[StepRow], list[ArtifactRef]]:
         out_steps: list[StepRow] = []
-        refs: list[ArtifactRef] = []
+        all_refs: list[ArtifactRef] = []
         for step in steps:
-            if not step.artifacts:
+            payloads = plan(step, self.policy.inline_ceiling)
+            if not payloads:
                 out_steps.append(step)
                 continue
-            step_refs = [await self._store_one(step, value) for value in step.artifacts]
-            refs.extend(step_refs)
-            notes = [Adjustment(r.attribute, f"artifact downgraded to a summary: "
-                                f"{r.downgrade_reason}") for r in step_refs if r.downgraded]
-            out_steps.append(replace(
-                step,
-                attributes={**step.attributes, **{r.attribute: r.as_json() for r in step_refs}},
-                adjustments=step.adjustments + tuple(notes),
-                artifacts=(),
-            ))
-        return out_steps, refs
+            refs = [await self._store_one(step, p, under_pressure) for p in payloads]
+            all_refs.extend(refs)
+            out_steps.append(substitute(step, refs))
+        return out_steps, all_refs
 
-    async def _store_one(self, step: StepRow, value: ArtifactValue) -> ArtifactRef:
-        key = artifact_id(value.data)
+    async def _store_one(self, step: StepRow, value: ArtifactValue,
+                         under_pressure: bool) -> ArtifactRef:
         ref = ArtifactRef(
-            artifact_id=key, trace_id=step.trace_id, span_id=step.span_id, run_id=step.run_id,
-            attribute=value.attribute, size_bytes=len(value.data),
-            content_type=value.content_type, storage=self._store.kind, location=None,
+            artifact_id=artifact_id(value.data), trace_id=step.trace_id, span_id=step.span_id,
+            run_id=step.run_id, attribute=value.attribute, size_bytes=len(value.data),
+            content_type=value.content_type, storage=self.store.kind, location=None,
             preview=preview(value),
         )
+        if len(value.data) > self.policy.max_artifact_bytes:
+            return self._downgrade(ref, "too_large", f"larger than the "
+                                   f"{self.policy.max_artifact_bytes}-byte artifact limit")
+        if under_pressure:
+            return self._downgrade(ref, "under_pressure", "collector under pressure")
         try:
-            location = await asyncio.to_thread(self._store.put, key, value.data,
-                                               value.content_type)
+            location = await asyncio.wait_for(
+                asyncio.to_thread(self.store.put, ref.artifact_id, value.data,
+                                  value.content_type),
+                timeout=self.policy.store_timeout_s)
+        except TimeoutError:
+            return self._downgrade(ref, "store_slow",
+                                   f"store slower than {self.policy.store_timeout_s:g}s")
         except Exception as exc:  # any store failure downgrades; the step is still stored
-            logger.warning("artifact store failed for %s: %s", key, exc)
-            return replace(ref, storage="summary", downgraded=True,
-                           downgrade_reason=f"store failed: {type(exc).__name__}")
+            logger.warning("artifact store failed for %s: %s", ref.artifact_id, exc)
+            return self._downgrade(ref, "store_failed", f"store failed: {type(exc).__name__}")
+        self.stats.artifacts_stored += 1
+        self.stats.artifact_bytes_stored += ref.size_bytes
         return replace(ref, location=location)
+
+    def _downgrade(self, ref: ArtifactRef, kind: str, reason: str) -> ArtifactRef:
+        self.stats.count_downgrade(kind)
+        return replace(ref, storage="summary", downgraded=True, downgrade_reason=reason)

@@ -7,9 +7,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from collector_service.cli_inspect import NotFound
 from collector_service.config import SETTINGS, CollectorConfig
 from collector_service.errors import XRayError
+from xray_otel.conventions import STEP_TYPES
 
 Command = Callable[[argparse.Namespace, CollectorConfig], int]
 
@@ -52,9 +55,71 @@ def build_parser() -> argparse.ArgumentParser:
     collector.set_defaults(run=cmd_collector)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    _add_settings(migrate, ["database_url", "data_dir", "log_level"])
+    _add_settings(migrate, DB_SETTINGS)
     migrate.set_defaults(run=cmd_migrate)
+
+    _add_inspect_commands(commands)
+    _add_artifact_commands(commands)
     return parser
+
+
+DB_SETTINGS = ["database_url", "data_dir", "log_level"]
+STORE_SETTINGS = ["artifact_store", "artifact_dir", "s3_bucket", "s3_prefix", "s3_endpoint_url"]
+
+
+def _add_inspect_commands(commands: Any) -> None:
+    from collector_service import cli_inspect
+
+    runs = commands.add_parser("runs", help="list runs, newest first")
+    runs.add_argument("--pipeline")
+    runs.add_argument("--entity")
+    runs.add_argument("--status", choices=["pending", "ok", "error"])
+    runs.add_argument("--since", help="an age such as 24h or 7d, or an ISO date")
+    runs.set_defaults(run=cli_inspect.cmd_runs)
+
+    show = commands.add_parser("show", help="a run's steps in order, as a funnel")
+    show.add_argument("run_id", metavar="RUN")
+    show.set_defaults(run=cli_inspect.cmd_show)
+
+    steps = commands.add_parser("steps", help="steps by drop ratio (the seed query)")
+    steps.add_argument("--type", choices=sorted(STEP_TYPES), help="step type, e.g. filter")
+    steps.add_argument("--min-drop", type=_ratio, help="only steps dropping more, e.g. 0.9")
+    steps.add_argument("--pipeline")
+    steps.add_argument("--name", help="step name")
+    steps.set_defaults(run=cli_inspect.cmd_steps)
+
+    for sub in (runs, show, steps):
+        sub.add_argument("--json", action="store_true", help="JSON for scripts")
+        _add_settings(sub, DB_SETTINGS)
+    for sub in (runs, steps):
+        sub.add_argument("--limit", type=int, default=50, help="most rows shown (50)")
+
+
+def _add_artifact_commands(commands: Any) -> None:
+    from collector_service import cli_artifacts
+
+    artifact = commands.add_parser("artifact", help="fetch stored evidence")
+    verbs = artifact.add_subparsers(dest="verb", required=True, metavar="VERB")
+    get = verbs.add_parser("get", help="write an artifact to a file or stdout, verified")
+    get.add_argument("artifact_id", metavar="ID")
+    get.add_argument("-o", "--output", help="file to write (default: stdout)")
+    get.set_defaults(run=cli_artifacts.cmd_artifact_get)
+    _add_settings(get, DB_SETTINGS + STORE_SETTINGS)
+
+    prune = commands.add_parser("prune", help="delete old runs and artifacts nothing uses")
+    prune.add_argument("--older-than", required=True, help="age such as 30d, 12h")
+    prune.add_argument("--artifact-grace", default="1h",
+                       help="keep artifacts written within this age (default 1h)")
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.set_defaults(run=cli_artifacts.cmd_prune)
+    _add_settings(prune, DB_SETTINGS + STORE_SETTINGS)
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         run: Command = args.run
         return run(args, config)
+    except NotFound as exc:
+        print(f"xray: {exc}", file=sys.stderr)
+        return 1
     except XRayError as exc:
         print(f"xray: error: {exc}", file=sys.stderr)
         return 2

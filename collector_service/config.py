@@ -53,6 +53,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _store_kind(text: str) -> str:
+    if text not in ("local", "s3"):
+        raise ValueError("must be local or s3")
+    return text
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -86,6 +92,20 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds to wait for a database connection before answering 'retry later'"),
     Setting("max_inflight", "XRAY_MAX_INFLIGHT", _positive,
             "requests processed at once; more are refused with a retryable status"),
+    Setting("artifact_store", "XRAY_ARTIFACT_STORE", _store_kind,
+            "where artifacts go: local (a folder) or s3"),
+    Setting("artifact_dir", "XRAY_ARTIFACT_DIR", Path,
+            "folder of the local artifact store (default: <data dir>/artifacts)"),
+    Setting("s3_bucket", "XRAY_S3_BUCKET", str, "S3 bucket for artifacts"),
+    Setting("s3_prefix", "XRAY_S3_PREFIX", str, "key prefix inside the bucket"),
+    Setting("s3_endpoint_url", "XRAY_S3_ENDPOINT_URL", str,
+            "endpoint of an S3-compatible store; credentials come from the AWS chain"),
+    Setting("inline_ceiling", "XRAY_INLINE_CEILING", _size,
+            "largest value kept in Postgres; larger ones become artifacts"),
+    Setting("max_artifact_bytes", "XRAY_MAX_ARTIFACT_BYTES", _size,
+            "largest artifact stored whole; larger ones are kept as a summary"),
+    Setting("artifact_timeout", "XRAY_ARTIFACT_TIMEOUT", _seconds,
+            "seconds the store may take per artifact before it is kept as a summary"),
     Setting("log_level", "XRAY_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
 )
 
@@ -100,10 +120,26 @@ class CollectorConfig:
     grpc_port: int = 4317
     http_port: int = 4318
     pool_max_size: int = 8
-    max_request_bytes: int = 32 * 1024**2
+    max_request_bytes: int = 64 * 1024**2
     db_timeout: float = 10.0
     max_inflight: int = 32
+    artifact_store: str = "local"
+    artifact_dir: Path | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "xray/artifacts/"
+    s3_endpoint_url: str | None = None
+    inline_ceiling: int = 4096
+    max_artifact_bytes: int = 16 * 1024**2
+    artifact_timeout: float = 10.0
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.artifact_store == "s3" and not self.s3_bucket:
+            raise ConfigError("XRAY_ARTIFACT_STORE=s3 needs XRAY_S3_BUCKET (--s3-bucket)")
+
+    @property
+    def local_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
 
     @classmethod
     def from_sources(

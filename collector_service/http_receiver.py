@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector_service.errors import DecodeError, StorageUnavailable
 from collector_service.ingest import IngestOutcome, Overloaded
 from collector_service.otlp import decode_json, decode_protobuf, decompress, encode_response
+from collector_service.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ _UNAVAILABLE_RETRY_S = 2
 
 
 def build_app(ingest: IngestFn, ready: ReadyFn, max_request_bytes: int,
+              stats: IngestStats | None = None,
               extra_routes: list[web.RouteDef] | None = None) -> web.Application:
     """The aiohttp application serving OTLP/HTTP traces and health checks."""
 
@@ -73,9 +75,13 @@ def build_app(ingest: IngestFn, ready: ReadyFn, max_request_bytes: int,
             return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
         return web.json_response({"status": "ready"})
 
+    async def stats_json(_: web.Request) -> web.Response:
+        return web.json_response(stats.as_json() if stats else {})
+
     app = web.Application(client_max_size=max_request_bytes)
     app.add_routes([web.post("/v1/traces", traces), web.get("/healthz", healthz),
-                    web.get("/readyz", readyz), *(extra_routes or [])])
+                    web.get("/readyz", readyz), web.get("/stats", stats_json),
+                    *(extra_routes or [])])
     return app
 
 

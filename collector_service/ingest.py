@@ -7,7 +7,6 @@ the OTLP ``partial_success`` field.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,10 +19,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.artifacts import ArtifactOffloader
-from collector_service.errors import XRayError
+from collector_service.errors import StorageUnavailable, XRayError
 from collector_service.mapping import map_request
 from collector_service.pg_store import PostgresStore
 from collector_service.rows import RejectedSpan, RunRow, StepRow
+from collector_service.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +58,44 @@ class IngestOutcome:
             rejected_spans=len(self.rejected), error_message=self.message))
 
 
+PRESSURE_FRACTION = 0.75
+"""Above this share of ``max_inflight`` busy, payloads are downgraded to summaries."""
+
+
 class Ingestor:
     """Maps and stores export requests; at most ``max_inflight`` at once."""
 
     def __init__(self, store: PostgresStore, offloader: ArtifactOffloader,
-                 max_inflight: int = 32,
+                 max_inflight: int = 32, stats: IngestStats | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
         self._offloader = offloader
-        self._slots = asyncio.Semaphore(max_inflight)
+        self._max_inflight = max_inflight
+        self._inflight = 0
+        self.stats = stats or IngestStats()
         self._clock = clock
 
     async def ingest(self, request: ExportTraceServiceRequest) -> IngestOutcome:
         """Store every X-Ray span in ``request``; return only after the commit."""
-        if self._slots.locked():
+        if self._inflight >= self._max_inflight:
+            self.stats.refused_overloaded += 1
             raise Overloaded(retry_after_s=1.0)
-        async with self._slots:
-            batch = map_request(request, self._clock())
-            steps, artifact_refs = await self._offloader.offload(batch.steps)
-            result = await self._store.write(batch.runs, steps, artifact_refs)
+        self._inflight += 1
+        try:
+            outcome = await self._ingest(request)
+        except StorageUnavailable:
+            self.stats.refused_storage_unavailable += 1
+            raise
+        finally:
+            self._inflight -= 1
+        self._count(outcome)
+        return outcome
+
+    async def _ingest(self, request: ExportTraceServiceRequest) -> IngestOutcome:
+        batch = map_request(request, self._clock())
+        under_pressure = self._inflight > self._max_inflight * PRESSURE_FRACTION
+        steps, artifact_refs = await self._offloader.offload(batch.steps, under_pressure)
+        result = await self._store.write(batch.runs, steps, artifact_refs)
         rejected = batch.rejected + result.rejected
         adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
         adjusted.extend(step for step in steps if step.adjustments)
@@ -85,6 +104,17 @@ class Ingestor:
             ignored_spans=batch.ignored_spans, rejected=rejected, adjusted=tuple(adjusted),
             message=describe(rejected, adjusted),
         )
+
+
+    def _count(self, outcome: IngestOutcome) -> None:
+        stats = self.stats
+        stats.requests += 1
+        stats.steps_received += outcome.steps
+        stats.steps_inserted += outcome.steps_inserted
+        stats.runs_received += outcome.runs
+        stats.spans_rejected += len(outcome.rejected)
+        stats.spans_adjusted += len(outcome.adjusted)
+        stats.spans_ignored += outcome.ignored_spans
 
 
 def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepRow]) -> str:

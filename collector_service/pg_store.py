@@ -38,6 +38,18 @@ class WriteResult:
     rejected: tuple[RejectedSpan, ...] = ()
 
 
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What Postgres knows of an artifact id (from any row that references it)."""
+
+    artifact_id: str
+    size_bytes: int
+    content_type: str
+    stored: bool
+    downgrade_reason: str | None
+    preview: str
+
+
 class PostgresStore:
     """Owns the connection pool and writes batches through it."""
 
@@ -59,6 +71,16 @@ class PostgresStore:
                 await conn.execute("SELECT 1")
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StorageUnavailable(f"database unavailable: {exc}") from exc
+
+    async def artifact_info(self, key: str) -> ArtifactInfo | None:
+        """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_QUERIES["artifact_info"], {"artifact_id": key})
+                row = await cur.fetchone()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        return None if row is None else ArtifactInfo(*row)
 
     async def write(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
                     artifacts: Sequence[ArtifactRef] = ()) -> WriteResult:

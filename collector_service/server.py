@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 
-from collector_service import grpc_receiver, http_receiver
-from collector_service.artifact_store import LocalArtifactStore
-from collector_service.artifacts import ArtifactOffloader
+from collector_service import artifact_http, grpc_receiver, http_receiver
+from collector_service.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from collector_service.artifacts import ArtifactOffloader, OffloadPolicy
 from collector_service.config import CollectorConfig
 from collector_service.embedded import EmbeddedPostgres
 from collector_service.ingest import Ingestor
 from collector_service.migrate import apply_migrations
 from collector_service.pg_store import PostgresStore
+from collector_service.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,15 @@ def resolve_database(config: CollectorConfig) -> tuple[str, EmbeddedPostgres | N
         return config.database_url, None
     embedded = EmbeddedPostgres(config.data_dir / "postgres")
     return embedded.start(), embedded
+
+
+def build_artifact_store(config: CollectorConfig) -> ArtifactStore:
+    """The artifact store the configuration names."""
+    if config.artifact_store == "s3":
+        assert config.s3_bucket is not None  # CollectorConfig refuses s3 without a bucket
+        return S3ArtifactStore(config.s3_bucket, config.s3_prefix, config.s3_endpoint_url,
+                               timeout_s=config.artifact_timeout)
+    return LocalArtifactStore(config.local_artifact_dir)
 
 
 @dataclass
@@ -63,14 +73,18 @@ class Collector:
         self._store = PostgresStore(url, max_size=config.pool_max_size,
                                     timeout_s=config.db_timeout)
         await self._store.open()
-        artifacts = LocalArtifactStore(config.data_dir / "artifacts")
-        ingestor = Ingestor(self._store, ArtifactOffloader(artifacts),
-                            max_inflight=config.max_inflight)
+        artifacts = build_artifact_store(config)
+        policy = OffloadPolicy(config.inline_ceiling, config.max_artifact_bytes,
+                               config.artifact_timeout)
+        stats = IngestStats()
+        ingestor = Ingestor(self._store, ArtifactOffloader(artifacts, policy, stats),
+                            max_inflight=config.max_inflight, stats=stats)
         self._grpc, grpc_port = grpc_receiver.build_server(
             ingestor.ingest, config.host, config.grpc_port, config.max_request_bytes)
         await self._grpc.start()
-        app = http_receiver.build_app(ingestor.ingest, self._store.check,
-                                      config.max_request_bytes)
+        app = http_receiver.build_app(
+            ingestor.ingest, self._store.check, config.max_request_bytes, stats,
+            extra_routes=artifact_http.routes(artifacts, self._store))
         # Decompression happens in otlp.decompress, which enforces the size limit.
         self._http = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._http.setup()

@@ -95,3 +95,10 @@ SELECT * FROM unnest(
     %(storage)s::text[], %(location)s::text[], %(preview)s::text[],
     %(downgraded)s::boolean[], %(downgrade_reason)s::text[])
 ON CONFLICT (trace_id, span_id, attribute) DO NOTHING
+
+-- name: artifact_info
+SELECT artifact_id, size_bytes, content_type, NOT downgraded, downgrade_reason, preview
+FROM xray_artifacts
+WHERE artifact_id = %(artifact_id)s
+ORDER BY downgraded, created_at DESC
+LIMIT 1

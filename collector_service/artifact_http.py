@@ -1,0 +1,71 @@
+"""``GET /v1/artifacts/{id}``: stream an artifact from the store, verifying its hash.
+
+The last chunk is held back until the hash is checked: a corrupted artifact ends the
+response short of its ``Content-Length``, so no client mistakes it for the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from collector_service.artifact_store import ArtifactNotFound, ArtifactStore, valid_artifact_id
+from collector_service.errors import StorageUnavailable
+from collector_service.pg_store import PostgresStore
+
+logger = logging.getLogger(__name__)
+
+
+def routes(store: ArtifactStore, db: PostgresStore) -> list[web.RouteDef]:
+    """The artifact-fetching routes, to add to the collector's HTTP application."""
+
+    async def get_artifact(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["artifact_id"].lower()
+        if not valid_artifact_id(key):
+            return _error(400, f"{key!r} is not an artifact id (64 hex characters)")
+        try:
+            info = await db.artifact_info(key)
+        except StorageUnavailable as exc:
+            return _error(503, str(exc))
+        if info is None:
+            return _error(404, f"no step references artifact {key}")
+        if not info.stored:
+            return _error(404, f"artifact {key} was kept only as a summary "
+                               f"({info.downgrade_reason}); preview: {info.preview!r}")
+        chunks = store.open(key)
+        try:
+            first = await asyncio.to_thread(next, chunks, b"")
+        except ArtifactNotFound as exc:
+            return _error(404, f"{exc}; the reference exists but the object is gone")
+        response = web.StreamResponse(headers={
+            "Content-Type": info.content_type, "Content-Length": str(info.size_bytes),
+            "ETag": f'"{key}"', "Cache-Control": "public, max-age=31536000, immutable"})
+        await response.prepare(request)
+        await _send_verified(response, key, first, chunks)
+        return response
+
+    return [web.get("/v1/artifacts/{artifact_id}", get_artifact)]
+
+
+async def _send_verified(response: web.StreamResponse, key: str, first: bytes,
+                         chunks: Iterator[bytes]) -> None:
+    digest = hashlib.sha256(first)
+    held = first
+    while chunk := await asyncio.to_thread(next, chunks, b""):
+        await response.write(held)
+        digest.update(chunk)
+        held = chunk
+    if digest.hexdigest() != key:
+        logger.error("artifact %s is corrupted in the store (hashes to %s)", key,
+                     digest.hexdigest())
+        raise ConnectionAbortedError(f"artifact {key} is corrupted")
+    await response.write(held)
+    await response.write_eof()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,112 @@
+"""``xray artifact get`` and ``xray prune``: fetch evidence, and drop old runs with theirs."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from collector_service import cli_db
+from collector_service.artifact_store import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    valid_artifact_id,
+)
+from collector_service.config import CollectorConfig
+from collector_service.errors import XRayError
+from collector_service.queries import load
+from collector_service.server import build_artifact_store
+
+_QUERIES = load("retention.sql")
+_DURATION = re.compile(r"^(\d+)([dhm])$")
+
+
+def cmd_artifact_get(args: argparse.Namespace, config: CollectorConfig) -> int:
+    """Stream an artifact to a file or stdout, verifying its hash as it goes."""
+    key = args.artifact_id.lower()
+    if not valid_artifact_id(key):
+        raise XRayError(f"{args.artifact_id!r} is not an artifact id (64 hex characters)")
+    store = build_artifact_store(config)
+    try:
+        if args.output and args.output != "-":
+            _to_file(store.open(key), key, Path(args.output))
+        else:
+            _to_stdout(store.open(key), key)
+    except ArtifactNotFound:
+        raise XRayError(_explain_missing(config, key)) from None
+    except ArtifactCorrupted as exc:
+        raise XRayError(f"{exc}; nothing trustworthy was written") from None
+    return 0
+
+
+def _to_file(chunks: object, key: str, target: Path) -> None:
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=".xray-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:  # type: ignore[attr-defined]
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != key:
+            raise ArtifactCorrupted(f"artifact {key} is corrupted in the store")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _to_stdout(chunks: object, key: str) -> None:
+    digest = hashlib.sha256()
+    out = sys.stdout.buffer
+    for chunk in chunks:  # type: ignore[attr-defined]
+        digest.update(chunk)
+        out.write(chunk)
+    out.flush()
+    if digest.hexdigest() != key:
+        raise ArtifactCorrupted(f"artifact {key} is corrupted in the store; the bytes "
+                                "written above are not the artifact")
+
+
+def _explain_missing(config: CollectorConfig, key: str) -> str:
+    with cli_db.connect(config) as conn:
+        row = conn.execute(load("ingest.sql")["artifact_info"], {"artifact_id": key}).fetchone()
+    if row is None:
+        return f"no artifact {key}: no step references it"
+    if not row[3]:
+        return f"artifact {key} was kept only as a summary ({row[4]}); preview: {row[5]!r}"
+    return f"artifact {key} is referenced but missing from the {config.artifact_store} store"
+
+
+def parse_age(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if match is None:
+        raise XRayError(f"--older-than {text!r}: use a number and d, h or m, e.g. 30d")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {"d": timedelta(days=amount), "h": timedelta(hours=amount),
+            "m": timedelta(minutes=amount)}[unit]
+
+
+def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
+    """Delete runs older than ``--older-than`` with their steps, and unreferenced artifacts."""
+    age = parse_age(args.older_than)
+    grace_s = parse_age(args.artifact_grace).total_seconds()
+    with cli_db.connect(config) as conn, conn.transaction():
+        params = {"older_than": age, "dry_run": args.dry_run}
+        counts = conn.execute(_QUERIES["count_old"], params).fetchone()
+        if args.dry_run or counts is None:
+            print(f"would delete {counts[0] if counts else 0} runs, "
+                  f"{counts[1] if counts else 0} steps")
+            return 0
+        freed = [r[0] for r in conn.execute(_QUERIES["delete_old"], params).fetchall()]
+        unreferenced = [r[0] for r in conn.execute(
+            _QUERIES["unreferenced"], {"artifact_ids": freed}).fetchall()]
+    store = build_artifact_store(config)
+    deleted = sum(store.delete_if_idle(key, grace_s) for key in unreferenced)
+    print(f"deleted {counts[0]} runs, {counts[1]} steps and {deleted} artifacts "
+          f"({len(unreferenced) - deleted} written recently, kept)")
+    return 0

@@ -1,0 +1,126 @@
+"""``xray runs``, ``xray show RUN`` and ``xray steps``: read what the pipelines did."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from collector_service import cli_db
+from collector_service.cli_artifacts import parse_age
+from collector_service.config import CollectorConfig
+from collector_service.errors import XRayError
+from collector_service.queries import load
+from collector_service.tables import as_json, cell, table
+
+_QUERIES = load("inspect.sql")
+
+
+class NotFound(XRayError):
+    """The thing asked for does not exist; the command exits with status 1."""
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.now(UTC) - parse_age(text)
+    except XRayError:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise XRayError(f"--since {text!r}: use an age such as 24h or 7d, or an ISO "
+                            "date such as 2026-11-01") from None
+
+
+def cmd_runs(args: argparse.Namespace, config: CollectorConfig) -> int:
+    params = {"pipeline": args.pipeline, "entity": args.entity, "status": args.status,
+              "since": _since(args.since), "limit": args.limit}
+    with cli_db.connect(config) as conn:
+        cur = conn.execute(_QUERIES["runs"], params)
+        headers = [d.name for d in cur.description or ()]
+        rows = cur.fetchall()
+    if args.json:
+        for row in rows:
+            print(as_json(dict(zip(headers, row, strict=True))))
+    elif rows:
+        print(table(headers, rows))
+    else:
+        print("no runs match; check the filters, or send some spans to `xray collector`")
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace, config: CollectorConfig) -> int:
+    params = {"step_type": args.type, "min_drop": args.min_drop, "pipeline": args.pipeline,
+              "name": args.name, "limit": args.limit}
+    with cli_db.connect(config) as conn:
+        cur = conn.execute(_QUERIES["steps"], params)
+        headers = [d.name for d in cur.description or ()]
+        rows = cur.fetchall()
+    if args.json:
+        for row in rows:
+            print(as_json(dict(zip(headers, row, strict=True))))
+    elif rows:
+        print(table(headers, rows))
+    else:
+        print("no steps match")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, config: CollectorConfig) -> int:
+    with cli_db.connect(config) as conn:
+        cur = conn.execute(_QUERIES["run"], {"run_id": args.run_id})
+        run_row = cur.fetchone()
+        if run_row is None:
+            raise NotFound(f"no run {args.run_id!r}; list runs with `xray runs`")
+        run = dict(zip([d.name for d in cur.description or ()], run_row, strict=True))
+        cur = conn.execute(_QUERIES["run_steps"], {"run_id": args.run_id})
+        names = [d.name for d in cur.description or ()]
+        steps = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    if args.json:
+        print(as_json({"run": run, "steps": steps}))
+    else:
+        print(render_funnel(run, steps))
+    return 0
+
+
+def render_funnel(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+    """A run's steps in order, as a funnel of candidates with the reasons for each drop."""
+    lines = [f"run {run['run_id']}  pipeline={cell(run['pipeline'])}  "
+             f"entity={cell(run['entity'])}  status={run['status']}"]
+    if run["error"]:
+        lines.append(f"  error: {run['error']}")
+    if not steps:
+        lines.append("  (no steps stored for this run yet)")
+    for step in steps:
+        lines.extend(_step_lines(step))
+    return "\n".join(lines)
+
+
+def _step_lines(step: dict[str, Any]) -> list[str]:
+    funnel = ""
+    if step["candidates_in"] is not None or step["candidates_out"] is not None:
+        funnel = f"  {cell(step['candidates_in'])} → {cell(step['candidates_out'])}"
+        if step["drop_ratio"] is not None:
+            funnel += f"  (dropped {step['drop_ratio']:.1%})"
+    lines = [f"{cell(step['seq']):>3}. {step['step_name']} [{step['step_type']}]{funnel}"
+             f"  {cell(step['duration_ms'])} ms"]
+    if step["why"]:
+        lines.append(f"     why: {step['why']}")
+    reasons = (step["why_json"] or {}).get("top_reject_reasons")
+    if isinstance(reasons, dict) and reasons:
+        top = sorted(reasons.items(), key=lambda kv: -_number(kv[1]))[:5]
+        lines.append("     top reject reasons: " + ", ".join(f"{k}={v}" for k, v in top))
+    if step["status"] == "error":
+        lines.append(f"     ERROR: {step['error'] or 'failed'}")
+    for artifact in step["artifacts"]:
+        state = " (summary only)" if artifact["downgraded"] else ""
+        lines.append(f"     artifact {artifact['attribute']}: {artifact['artifact_id']}"
+                     f" ({artifact['size_bytes']} bytes, {artifact['content_type']}){state}")
+    for warning in step["ingest_warnings"] or []:
+        lines.append(f"     note: {warning['attribute']} {warning['problem']}")
+    return lines
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0

@@ -1,0 +1,45 @@
+-- Named queries for the `xray` inspection commands (runs, show, steps).
+
+-- name: runs
+SELECT r.run_id, r.pipeline, r.entity, r.status, r.started_at,
+       round((EXTRACT(EPOCH FROM (r.ended_at - r.started_at)) * 1000)::numeric, 1) AS duration_ms,
+       (SELECT count(*) FROM xray_steps s WHERE s.run_id = r.run_id) AS steps,
+       r.error
+FROM xray_runs r
+WHERE (%(pipeline)s::text IS NULL OR r.pipeline = %(pipeline)s)
+  AND (%(entity)s::text IS NULL OR r.entity = %(entity)s)
+  AND (%(status)s::text IS NULL OR r.status = %(status)s)
+  AND (%(since)s::timestamptz IS NULL OR r.started_at >= %(since)s)
+ORDER BY r.started_at DESC NULLS LAST, r.run_id
+LIMIT %(limit)s
+
+-- name: run
+SELECT run_id, pipeline, entity, status, error, started_at, ended_at, trace_id,
+       service_name, ingest_warnings
+FROM xray_runs WHERE run_id = %(run_id)s
+
+-- name: run_steps
+SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
+       s.why, s.why_json, s.status, s.error, round(s.duration_ms::numeric, 1) AS duration_ms,
+       s.metrics, s.span_id, s.ingest_warnings,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                    'attribute', a.attribute, 'artifact_id', a.artifact_id,
+                    'size_bytes', a.size_bytes, 'content_type', a.content_type,
+                    'downgraded', a.downgraded) ORDER BY a.attribute)
+                 FROM xray_artifacts a
+                 WHERE a.trace_id = s.trace_id AND a.span_id = s.span_id), '[]'::jsonb)
+           AS artifacts
+FROM xray_steps s
+WHERE s.run_id = %(run_id)s
+ORDER BY s.seq NULLS LAST, s.started_at
+
+-- name: steps
+-- The seed query, with optional filters.
+SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why
+FROM xray_steps
+WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+  AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
+  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+  AND (%(name)s::text IS NULL OR step_name = %(name)s)
+ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
+LIMIT %(limit)s
