@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+# gRPC's core logs a line whenever a child process starts (the embedded database does).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from collector_service.cli_inspect import NotFound
 from collector_service.config import SETTINGS, CollectorConfig
@@ -57,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _add_settings(migrate, DB_SETTINGS)
     migrate.set_defaults(run=cmd_migrate)
+
+    demo = commands.add_parser("demo", help="run example pipelines and trace a wrong answer")
+    demo.add_argument("--runs", type=int, default=12, help="pipeline runs (12)")
+    demo.add_argument("--polluted-every", type=int, default=3,
+                      help="every Nth run has polluted keyword generation (3; 0: none)")
+    demo.add_argument("--json", action="store_true", help="print the findings as JSON")
+    _add_settings(demo, DB_SETTINGS)
+    demo.set_defaults(run=_lazy("collector_service.demo", "cmd_demo"))
 
     _add_inspect_commands(commands)
     _add_artifact_commands(commands)
@@ -115,6 +127,18 @@ def _add_artifact_commands(commands: Any) -> None:
     _add_settings(prune, DB_SETTINGS + STORE_SETTINGS)
 
 
+def _lazy(module: str, name: str) -> Command:
+    """A command whose module is imported only when it runs."""
+
+    def run(args: argparse.Namespace, config: CollectorConfig) -> int:
+        import importlib
+
+        command: Command = getattr(importlib.import_module(module), name)
+        return command(args, config)
+
+    return run
+
+
 def _ratio(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -126,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = CollectorConfig.from_sources(vars(args))
-        logging.basicConfig(level=config.log_level,
+        # The collector reports what it does; other commands speak only of problems.
+        explicit = args.log_level is not None or "XRAY_LOG_LEVEL" in os.environ
+        level = config.log_level if explicit or args.command == "collector" else "WARNING"
+        logging.basicConfig(level=level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         run: Command = args.run
         return run(args, config)

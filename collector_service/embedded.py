@@ -104,7 +104,9 @@ class EmbeddedPostgres:
 
 def _pgserver_available() -> bool:
     try:
-        import pgserver  # noqa: F401
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: F401
     except ImportError:
         return False
     return True
