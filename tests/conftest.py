@@ -1,3 +1,3 @@
 """Shared fixtures: see the ``fix_*`` plugins."""
 
-pytest_plugins = ["tests.fix_db", "tests.fix_collector"]
+pytest_plugins = ["tests.fix_db", "tests.fix_collector", "tests.fix_s3"]
