@@ -6,6 +6,7 @@
     ├── DecodeError                a payload that is not an OTLP export request
     ├── StorageError               the database cannot be written or read
     │   └── StorageUnavailable     transient: the caller should retry later
+    ├── Overloaded                 too many requests in flight: retry after a pause
     └── EmbeddedDatabaseError      the embedded PostgreSQL could not be started
 
 Driver errors are wrapped once, at the store boundary, with ``raise ... from exc``.
@@ -36,6 +37,14 @@ class StorageError(XRayError):
 
 class StorageUnavailable(StorageError):
     """Postgres is unreachable or overloaded; retrying later may succeed."""
+
+
+class Overloaded(XRayError):
+    """Too many requests in flight; the client should retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"collector overloaded; retry in {retry_after_s:g}s")
+        self.retry_after_s = retry_after_s
 
 
 class EmbeddedDatabaseError(XRayError):

@@ -19,8 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector_service.errors import DecodeError, StorageUnavailable
-from collector_service.ingest import IngestOutcome, Overloaded
+from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
+from collector_service.ingest import IngestOutcome
 from collector_service.otlp import decode_protobuf
 
 logger = logging.getLogger(__name__)

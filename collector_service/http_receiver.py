@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector_service.errors import DecodeError, StorageUnavailable
-from collector_service.ingest import IngestOutcome, Overloaded
+from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
+from collector_service.ingest import IngestOutcome
 from collector_service.otlp import decode_json, decode_protobuf, decompress, encode_response
 from collector_service.stats import IngestStats
 

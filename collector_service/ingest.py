@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.artifacts import ArtifactOffloader
-from collector_service.errors import StorageUnavailable, XRayError
+from collector_service.errors import Overloaded, StorageUnavailable
 from collector_service.mapping import map_request
 from collector_service.pg_store import PostgresStore
 from collector_service.rows import RejectedSpan, RunRow, StepRow
@@ -28,14 +28,6 @@ from collector_service.stats import IngestStats
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
-
-
-class Overloaded(XRayError):
-    """Too many requests in flight; the client should retry after ``retry_after_s``."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"collector overloaded; retry in {retry_after_s:g}s")
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
