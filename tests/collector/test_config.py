@@ -42,3 +42,10 @@ def test_bad_argument_names_its_flag() -> None:
 
 def test_every_setting_is_an_environment_variable_with_help() -> None:
     assert all(s.env.startswith("XRAY_") and s.help for s in SETTINGS)
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for setting in SETTINGS:
+        flag = "--" + setting.field.replace("_", "-")
+        assert f"| `{flag}` | `{setting.env}` |" in readme, setting.env
