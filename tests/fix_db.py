@@ -8,6 +8,8 @@ suite passes on a machine with no database set up.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +25,22 @@ TABLES = ("xray_artifacts", "xray_steps", "xray_runs")
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """A URL on the test server with rights to create databases."""
     configured = os.environ.get("XRAY_TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("embedded-pg")))
-    yield server.start()
-    server.stop()
+    # Not under pytest's basetemp: pytest resets its folders to mode 0700, which would
+    # lock out the unprivileged user the server runs as when the tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="xray-test-pg-"))
+    data_dir.chmod(0o755)
+    server = EmbeddedPostgres(data_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class DatabaseFactory:

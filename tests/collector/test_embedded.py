@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from glob import glob
 from pathlib import Path
 
@@ -23,8 +24,18 @@ def has_binaries() -> bool:
     pytest.param("binaries", marks=pytest.mark.skipif(
         not has_binaries(), reason="no initdb/pg_ctl on this machine")),
 ])
-def test_engine_starts_keeps_data_and_stops(engine: str, tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"  # short: Unix socket paths are limited to ~100 bytes
+def test_engine_starts_keeps_data_and_stops(engine: str) -> None:
+    # Outside pytest's tmp folders, which pytest keeps at mode 0700 (see tests/fix_db.py);
+    # short, because Unix socket paths are limited to ~100 bytes.
+    data_dir = Path(tempfile.mkdtemp(prefix="xray-emb-"))
+    data_dir.chmod(0o755)
+    try:
+        _start_keep_stop(engine, data_dir / "pg")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _start_keep_stop(engine: str, data_dir: Path) -> None:
     server = EmbeddedPostgres(data_dir, engine=engine)
     url = server.start()
     with psycopg.connect(url, autocommit=True) as conn:
