@@ -1,0 +1,102 @@
+"""Decorator → SDK → OTLP (gRPC and HTTP) → collector → Postgres → the seed query."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psycopg
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import xray_otel as xray
+from tests.fix_collector import RunningCollector
+
+SEED_QUERY = """
+SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio
+FROM xray_steps WHERE step_type = 'filter' AND drop_ratio > 0.9
+ORDER BY drop_ratio DESC;
+"""
+
+
+@xray.step("llm", name="generate_keywords")
+def generate_keywords(title: str) -> list[str]:
+    xray.record(input={"title": title}, output=["phone case", "stand"],
+                metrics={"tokens": 42}, artifacts={"prompt": f"Keywords for {title}"})
+    return ["phone case", "stand"]
+
+
+@xray.step("search")
+async def search(keywords: list[str]) -> list[int]:
+    await asyncio.sleep(0)
+    return list(range(5000))
+
+
+@xray.step("filter", count_candidates=True)
+def filter_candidates(candidates: list[int]) -> list[int]:
+    kept = candidates[:50]
+    xray.record(why="Dropped 99% for category mismatch",
+                why_json={"top_reject_reasons": {"category_mismatch": 4720,
+                                                 "price_out_of_range": 230}})
+    return kept
+
+
+@xray.step("rank")
+def rank(candidates: list[int]) -> list[int]:
+    for _ in range(2):
+        yield from candidates[:1]
+
+
+@xray.step("llm", name="pick")
+def pick(candidates: list[int]) -> int:
+    raise LookupError("nothing suitable")
+
+
+def pipeline(entity: str, provider: TracerProvider) -> str:
+    with xray.run("competitor_search", entity=entity, tracer_provider=provider) as run:
+        keywords = generate_keywords("Slim phone case")
+        candidates = asyncio.run(search(keywords))
+        kept = filter_candidates(candidates)
+        ranked = list(rank(kept))
+        with pytest.raises(LookupError, match="nothing suitable"):
+            pick(ranked)
+        return run.id
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_pipeline_to_query(protocol: str, collector: RunningCollector,
+                           db: psycopg.Connection) -> None:
+    endpoint = (f"http://{collector.grpc_target}" if protocol == "grpc"
+                else f"{collector.http_url}/v1/traces")
+    provider = xray.configure(service_name="e2e", endpoint=endpoint, protocol=protocol,
+                              insecure=True, set_global=False)
+    try:
+        run_id = pipeline("B0E2E", provider)
+        assert xray.flush(timeout=30)
+    finally:
+        xray.shutdown()
+    assert xray.stats().dropped == 0
+
+    assert db.execute(SEED_QUERY).fetchall() == [
+        (run_id, "filter_candidates", 5000, 50, pytest.approx(0.99))]
+    steps = db.execute(
+        "SELECT seq, step_name, step_type, pipeline, status, error, why_json, input, metrics,"
+        " candidates_in, candidates_out FROM xray_steps WHERE run_id = %s ORDER BY seq",
+        (run_id,)).fetchall()
+    assert [s[:5] for s in steps] == [
+        (1, "generate_keywords", "llm", "competitor_search", "ok"),
+        (2, "search", "search", "competitor_search", "ok"),
+        (3, "filter_candidates", "filter", "competitor_search", "ok"),
+        (4, "rank", "rank", "competitor_search", "ok"),
+        (5, "pick", "llm", "competitor_search", "error"),
+    ]
+    assert steps[4][5] == "LookupError: nothing suitable"
+    assert steps[0][7:9] == ({"title": "Slim phone case"}, {"tokens": 42})
+    assert steps[2][6]["top_reject_reasons"]["category_mismatch"] == 4720
+    run = db.execute("SELECT pipeline, entity, status, service_name FROM xray_runs"
+                     " WHERE run_id = %s", (run_id,)).fetchone()
+    assert run == ("competitor_search", "B0E2E", "ok", "e2e")
+    artifact = db.execute("SELECT attribute, preview FROM xray_artifacts WHERE run_id = %s",
+                          (run_id,)).fetchone()
+    assert artifact == ("xray.artifact.prompt", "Keywords for Slim phone case")
+    assert json.dumps(steps)  # every stored value is plain JSON-able data
