@@ -104,7 +104,8 @@ def _add_inspect_commands(commands: Any) -> None:
         sub.add_argument("--json", action="store_true", help="JSON for scripts")
         _add_settings(sub, DB_SETTINGS)
     for sub in (runs, steps):
-        sub.add_argument("--limit", type=int, default=50, help="most rows shown (50)")
+        sub.add_argument("--limit", type=_positive_int, default=50,
+                         help="most rows shown (50)")
 
 
 def _add_artifact_commands(commands: Any) -> None:
@@ -137,6 +138,16 @@ def _lazy(module: str, name: str) -> Command:
         return command(args, config)
 
     return run
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _ratio(text: str) -> float:

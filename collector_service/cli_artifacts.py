@@ -46,7 +46,10 @@ def cmd_artifact_get(args: argparse.Namespace, config: CollectorConfig) -> int:
 
 def _to_file(chunks: object, key: str, target: Path) -> None:
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=".xray-")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise XRayError(f"-o {target}: the folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".xray-")
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:  # type: ignore[attr-defined]
@@ -82,10 +85,11 @@ def _explain_missing(config: CollectorConfig, key: str) -> str:
     return f"artifact {key} is referenced but missing from the {config.artifact_store} store"
 
 
-def parse_age(text: str) -> timedelta:
+def parse_age(text: str, flag: str) -> timedelta:
+    """``30d``, ``12h`` or ``15m`` as a duration; an error names ``flag``."""
     match = _DURATION.match(text)
     if match is None:
-        raise XRayError(f"--older-than {text!r}: use a number and d, h or m, e.g. 30d")
+        raise XRayError(f"{flag} {text!r}: use a number and d, h or m, e.g. 30d")
     amount, unit = int(match.group(1)), match.group(2)
     return {"d": timedelta(days=amount), "h": timedelta(hours=amount),
             "m": timedelta(minutes=amount)}[unit]
@@ -93,8 +97,8 @@ def parse_age(text: str) -> timedelta:
 
 def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
     """Delete runs older than ``--older-than`` with their steps, and unreferenced artifacts."""
-    age = parse_age(args.older_than)
-    grace_s = parse_age(args.artifact_grace).total_seconds()
+    age = parse_age(args.older_than, "--older-than")
+    grace_s = parse_age(args.artifact_grace, "--artifact-grace").total_seconds()
     with cli_db.connect(config) as conn, conn.transaction():
         params = {"older_than": age, "dry_run": args.dry_run}
         counts = conn.execute(_QUERIES["count_old"], params).fetchone()

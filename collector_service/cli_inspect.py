@@ -24,7 +24,7 @@ def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        return datetime.now(UTC) - parse_age(text)
+        return datetime.now(UTC) - parse_age(text, "--since")
     except XRayError:
         try:
             return datetime.fromisoformat(text)

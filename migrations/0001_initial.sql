@@ -23,6 +23,8 @@ CREATE TABLE xray_runs (
 CREATE INDEX xray_runs_pipeline_started_idx ON xray_runs (pipeline, started_at DESC);
 CREATE INDEX xray_runs_entity_idx ON xray_runs (entity);
 CREATE INDEX xray_runs_started_idx ON xray_runs (started_at DESC);
+-- Runs whose run span has not arrived (yet, or ever).
+CREATE INDEX xray_runs_pending_idx ON xray_runs (updated_at) WHERE status = 'pending';
 
 CREATE TABLE xray_steps (
     run_id           text             NOT NULL,
@@ -42,7 +44,8 @@ CREATE TABLE xray_steps (
     why_json         jsonb            CHECK (why_json IS NULL OR jsonb_typeof(why_json) = 'object'),
     input            jsonb,
     output           jsonb,
-    metrics          jsonb            NOT NULL DEFAULT '{}'::jsonb,
+    metrics          jsonb            NOT NULL DEFAULT '{}'::jsonb
+                                      CHECK (jsonb_typeof(metrics) = 'object'),
     status           text             NOT NULL CHECK (status IN ('ok', 'error')),
     error            text,
     started_at       timestamptz      NOT NULL,
@@ -52,8 +55,9 @@ CREATE TABLE xray_steps (
     trace_id         text             NOT NULL,
     span_id          text             NOT NULL,
     parent_span_id   text,
-    attributes       jsonb            NOT NULL DEFAULT '{}'::jsonb,
-    ingest_warnings  jsonb,
+    attributes       jsonb            NOT NULL DEFAULT '{}'::jsonb
+                                      CHECK (jsonb_typeof(attributes) = 'object'),
+    ingest_warnings  jsonb            CHECK (jsonb_typeof(ingest_warnings) = 'array'),
     received_at      timestamptz      NOT NULL DEFAULT now(),
     CONSTRAINT xray_steps_span_key UNIQUE (trace_id, span_id)
 );
@@ -65,6 +69,8 @@ CREATE INDEX xray_steps_type_drop_ratio_idx
 CREATE INDEX xray_steps_run_seq_idx ON xray_steps (run_id, seq);
 CREATE INDEX xray_steps_pipeline_started_idx ON xray_steps (pipeline, started_at DESC);
 CREATE INDEX xray_steps_started_brin ON xray_steps USING brin (started_at);
+-- Failed steps, newest first.
+CREATE INDEX xray_steps_errors_idx ON xray_steps (started_at DESC) WHERE status = 'error';
 
 CREATE TABLE xray_artifacts (
     artifact_id      text        NOT NULL,

@@ -8,11 +8,11 @@ WHERE step_type = 'filter' AND drop_ratio > 0.9 AND run_id = ANY(%(run_ids)s)
 ORDER BY drop_ratio DESC, run_id
 
 -- name: reject_reasons
--- Step 3: one step's reasons, largest first.
-SELECT reason, count::bigint
-FROM xray_steps s, jsonb_each_text(s.why_json -> 'top_reject_reasons') AS r(reason, count)
-WHERE s.run_id = %(run_id)s AND s.seq = %(seq)s AND count ~ '^[0-9]+$'
-ORDER BY count::bigint DESC, reason
+-- Step 3: one step's reasons, largest first (the analysts' view does the JSON work).
+SELECT reason, count
+FROM xray_reject_reasons
+WHERE run_id = %(run_id)s AND seq = %(seq)s
+ORDER BY count DESC, reason
 
 -- name: previous_step
 -- Step 4: the step before the filter, and the category mix of what it returned.

@@ -15,10 +15,10 @@ WITH old AS (
     RETURNING run_id
 ), steps AS (
     DELETE FROM xray_steps WHERE run_id IN (SELECT run_id FROM old) RETURNING run_id
+), artifacts AS (
+    DELETE FROM xray_artifacts WHERE run_id IN (SELECT run_id FROM old) RETURNING artifact_id
 )
-DELETE FROM xray_artifacts
-WHERE run_id IN (SELECT run_id FROM old)
-RETURNING DISTINCT artifact_id
+SELECT DISTINCT artifact_id FROM artifacts
 
 -- name: unreferenced
 SELECT id
