@@ -113,7 +113,7 @@ class S3ArtifactStore:
     kind = "s3"
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 timeout_s: float = 10.0, client: Any = None) -> None:
+                 timeout_s: float = 10.0, client: Any = None, max_connections: int = 16) -> None:
         import boto3
         from botocore.config import Config
 
@@ -122,6 +122,7 @@ class S3ArtifactStore:
         self._client = client or boto3.client(
             "s3", endpoint_url=endpoint_url,
             config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                          max_pool_connections=max_connections,
                           retries={"mode": "standard", "max_attempts": 2}))
 
     def _key(self, key: str) -> str:

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +42,7 @@ class OffloadPolicy:
     inline_ceiling: int = 4096
     max_artifact_bytes: int = 64 * 1024**2
     store_timeout_s: float = 10.0
+    store_concurrency: int = 16
 
 
 def preview(value: ArtifactValue) -> str:
@@ -92,26 +94,40 @@ def _encode_json(value: Any) -> bytes:
 
 
 class ArtifactOffloader:
-    """Writes a batch's payloads to ``store`` and rewrites its steps to reference them."""
+    """Writes a batch's payloads to ``store`` and rewrites its steps to reference them.
+
+    Uploads run concurrently on a pool of their own, ``store_concurrency`` at a time
+    across all requests; the timeout starts when an upload starts, not while it queues.
+    """
 
     def __init__(self, store: ArtifactStore, policy: OffloadPolicy | None = None,
                  stats: IngestStats | None = None) -> None:
         self.store = store
         self.policy = policy or OffloadPolicy()
         self.stats = stats or IngestStats()
+        self._pool = ThreadPoolExecutor(self.policy.store_concurrency,
+                                        thread_name_prefix="xray-artifacts")
+        self._slots = asyncio.Semaphore(self.policy.store_concurrency)
+
+    def close(self) -> None:
+        """Stop the upload threads (uploads under way finish first)."""
+        self._pool.shutdown(wait=True)
 
     async def offload(self, steps: Sequence[StepRow], under_pressure: bool = False
                       ) -> tuple[list[StepRow], list[ArtifactRef]]:
+        plans = [(step, plan(step, self.policy.inline_ceiling)) for step in steps]
+        uploads = [self._store_one(step, payload, under_pressure)
+                   for step, payloads in plans for payload in payloads]
+        refs = iter(await asyncio.gather(*uploads))
         out_steps: list[StepRow] = []
         all_refs: list[ArtifactRef] = []
-        for step in steps:
-            payloads = plan(step, self.policy.inline_ceiling)
+        for step, payloads in plans:
             if not payloads:
                 out_steps.append(step)
                 continue
-            refs = [await self._store_one(step, p, under_pressure) for p in payloads]
-            all_refs.extend(refs)
-            out_steps.append(substitute(step, refs))
+            step_refs = [next(refs) for _ in payloads]
+            all_refs.extend(step_refs)
+            out_steps.append(substitute(step, step_refs))
         return out_steps, all_refs
 
     async def _store_one(self, step: StepRow, value: ArtifactValue,
@@ -127,11 +143,13 @@ class ArtifactOffloader:
                                    f"{self.policy.max_artifact_bytes}-byte artifact limit")
         if under_pressure:
             return self._downgrade(ref, "under_pressure", "collector under pressure")
+        loop = asyncio.get_running_loop()
         try:
-            location = await asyncio.wait_for(
-                asyncio.to_thread(self.store.put, ref.artifact_id, value.data,
-                                  value.content_type),
-                timeout=self.policy.store_timeout_s)
+            async with self._slots:  # a free upload thread is waiting for this one
+                location = await asyncio.wait_for(
+                    loop.run_in_executor(self._pool, self.store.put, ref.artifact_id,
+                                         value.data, value.content_type),
+                    timeout=self.policy.store_timeout_s)
         except TimeoutError:
             return self._downgrade(ref, "store_slow",
                                    f"store slower than {self.policy.store_timeout_s:g}s")

@@ -63,6 +63,7 @@ class Collector:
         self._store: PostgresStore | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
+        self._offloader: ArtifactOffloader | None = None
 
     async def start(self) -> Endpoints:
         config = self.config
@@ -77,8 +78,9 @@ class Collector:
         policy = OffloadPolicy(config.inline_ceiling, config.max_artifact_bytes,
                                config.artifact_timeout)
         stats = IngestStats()
-        ingestor = Ingestor(self._store, ArtifactOffloader(artifacts, policy, stats),
-                            max_inflight=config.max_inflight, stats=stats)
+        self._offloader = ArtifactOffloader(artifacts, policy, stats)
+        ingestor = Ingestor(self._store, self._offloader, max_inflight=config.max_inflight,
+                            stats=stats)
         self._grpc, grpc_port = grpc_receiver.build_server(
             ingestor.ingest, config.host, config.grpc_port, config.max_request_bytes)
         await self._grpc.start()
@@ -103,6 +105,8 @@ class Collector:
             await self._http.cleanup()
         if self._store is not None:
             await self._store.close()
+        if self._offloader is not None:
+            await asyncio.to_thread(self._offloader.close)
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 
