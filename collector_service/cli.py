@@ -13,9 +13,8 @@ from typing import Any
 # gRPC's core logs a line whenever a child process starts (the embedded database does).
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from collector_service.cli_inspect import NotFound
 from collector_service.config import SETTINGS, CollectorConfig
-from collector_service.errors import XRayError
+from collector_service.errors import NotFound, XRayError
 from xray_otel.conventions import STEP_TYPES
 
 Command = Callable[[argparse.Namespace, CollectorConfig], int]

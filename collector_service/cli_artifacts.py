@@ -18,7 +18,7 @@ from collector_service.artifact_store import (
     valid_artifact_id,
 )
 from collector_service.config import CollectorConfig
-from collector_service.errors import XRayError
+from collector_service.errors import NotFound, XRayError
 from collector_service.queries import load
 from collector_service.server import build_artifact_store
 
@@ -38,9 +38,9 @@ def cmd_artifact_get(args: argparse.Namespace, config: CollectorConfig) -> int:
         else:
             _to_stdout(store.open(key), key)
     except ArtifactNotFound:
-        raise XRayError(_explain_missing(config, key)) from None
+        raise _explain_missing(config, key) from None
     except ArtifactCorrupted as exc:
-        raise XRayError(f"{exc}; nothing trustworthy was written") from None
+        raise XRayError(str(exc)) from None
     return 0
 
 
@@ -56,7 +56,8 @@ def _to_file(chunks: object, key: str, target: Path) -> None:
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != key:
-            raise ArtifactCorrupted(f"artifact {key} is corrupted in the store")
+            raise ArtifactCorrupted(f"artifact {key} is corrupted in the store; "
+                                    f"{target} was not written")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -75,14 +76,17 @@ def _to_stdout(chunks: object, key: str) -> None:
                                 "written above are not the artifact")
 
 
-def _explain_missing(config: CollectorConfig, key: str) -> str:
+def _explain_missing(config: CollectorConfig, key: str) -> XRayError:
+    """Why the store has no such object: never stored (not found), or lost (an error)."""
     with cli_db.connect(config) as conn:
         row = conn.execute(load("ingest.sql")["artifact_info"], {"artifact_id": key}).fetchone()
     if row is None:
-        return f"no artifact {key}: no step references it"
+        return NotFound(f"no artifact {key}: no step references it")
     if not row[3]:
-        return f"artifact {key} was kept only as a summary ({row[4]}); preview: {row[5]!r}"
-    return f"artifact {key} is referenced but missing from the {config.artifact_store} store"
+        return NotFound(f"artifact {key} was kept only as a summary ({row[4]}); "
+                        f"preview: {row[5]!r}")
+    return XRayError(f"artifact {key} is referenced but missing from the "
+                     f"{config.artifact_store} store")
 
 
 def parse_age(text: str, flag: str) -> timedelta:
@@ -102,15 +106,22 @@ def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
     with cli_db.connect(config) as conn, conn.transaction():
         params = {"older_than": age, "dry_run": args.dry_run}
         counts = conn.execute(_QUERIES["count_old"], params).fetchone()
-        if args.dry_run or counts is None:
-            print(f"would delete {counts[0] if counts else 0} runs, "
-                  f"{counts[1] if counts else 0} steps")
+        runs, steps = counts or (0, 0)
+        if args.dry_run:
+            print(f"would delete {_plural(runs, 'run')} and {_plural(steps, 'step')}")
             return 0
         freed = [r[0] for r in conn.execute(_QUERIES["delete_old"], params).fetchall()]
         unreferenced = [r[0] for r in conn.execute(
             _QUERIES["unreferenced"], {"artifact_ids": freed}).fetchall()]
     store = build_artifact_store(config)
     deleted = sum(store.delete_if_idle(key, grace_s) for key in unreferenced)
-    print(f"deleted {counts[0]} runs, {counts[1]} steps and {deleted} artifacts "
-          f"({len(unreferenced) - deleted} written recently, kept)")
+    kept = len(unreferenced) - deleted
+    print(f"deleted {_plural(runs, 'run')}, {_plural(steps, 'step')} and "
+          f"{_plural(deleted, 'artifact')}"
+          + (f"; kept {_plural(kept, 'artifact')} written within --artifact-grace"
+             if kept else ""))
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -20,7 +20,8 @@ def connect(config: CollectorConfig) -> Iterator[psycopg.Connection]:
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            where = "the embedded database" if embedded else "XRAY_DATABASE_URL"
+            where = ("the embedded database" if embedded
+                     else "the database (--database-url / XRAY_DATABASE_URL)")
             raise StorageUnavailable(f"cannot reach {where}: {str(exc).strip()}") from exc
         with conn:
             try:

@@ -9,15 +9,11 @@ from typing import Any
 from collector_service import cli_db
 from collector_service.cli_artifacts import parse_age
 from collector_service.config import CollectorConfig
-from collector_service.errors import XRayError
+from collector_service.errors import NotFound, XRayError
 from collector_service.queries import load
 from collector_service.tables import as_json, cell, table
 
 _QUERIES = load("inspect.sql")
-
-
-class NotFound(XRayError):
-    """The thing asked for does not exist; the command exits with status 1."""
 
 
 def _since(text: str | None) -> datetime | None:
@@ -110,7 +106,7 @@ def _step_lines(step: dict[str, Any]) -> list[str]:
     reasons = (step["why_json"] or {}).get("top_reject_reasons")
     if isinstance(reasons, dict) and reasons:
         top = sorted(reasons.items(), key=lambda kv: -_number(kv[1]))[:5]
-        lines.append("     top reject reasons: " + ", ".join(f"{k}={v}" for k, v in top))
+        lines.append("     top reject reasons: " + ", ".join(f"{k}: {v}" for k, v in top))
     if step["status"] == "error":
         lines.append(f"     ERROR: {step['error'] or 'failed'}")
     for artifact in step["artifacts"]:

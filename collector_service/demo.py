@@ -61,7 +61,8 @@ def cmd_demo(args: argparse.Namespace, config: CollectorConfig) -> int:
         print(json.dumps(findings, indent=2))
     else:
         print(tell(findings))
-        print(explore_hint(config))
+        if findings["flagged"]:
+            print(explore_hint(config))
     return 0 if findings["flagged"] else 1
 
 
@@ -119,9 +120,9 @@ def tell(f: dict[str, Any]) -> str:
     if not f["flagged"]:
         return f"Ran {f['runs']} pipelines; no filter dropped more than 90%. Nothing to debug."
     worst, lines = f["worst"], []
-    lines.append(f"\n1. {f['flagged']} of {f['runs']} runs have a filter step dropping more "
-                 "than 90% of its candidates (xray_steps WHERE step_type = 'filter' AND "
-                 "drop_ratio > 0.9).")
+    lines.append(f"\n1. {f['keywords']['flagged_runs']} of {f['runs']} runs have a filter "
+                 "step dropping more than 90% of its candidates (xray_steps WHERE step_type = "
+                 "'filter' AND drop_ratio > 0.9).")
     lines.append(f"2. Worst: {worst['step_name']} in run {worst['run_id']} kept "
                  f"{worst['candidates_out']} of {worst['candidates_in']} "
                  f"(dropped {worst['drop_ratio']:.1%}).")
@@ -137,9 +138,9 @@ def tell(f: dict[str, Any]) -> str:
     kw = f["keywords"]
     if kw["only_in_flagged_runs"]:
         words = ", ".join(repr(k) for k in kw["only_in_flagged_runs"])
-        lines.append(f"5. Keyword generation emitted {words} in all {kw['flagged_runs']} "
-                     f"flagged runs and in none of the {kw['healthy_runs']} healthy ones: "
-                     "keyword generation polluted retrieval.")
+        lines.append(f"5. Keyword generation emitted {words} in every flagged run "
+                     f"({kw['flagged_runs']}) and in none of the {kw['healthy_runs']} healthy "
+                     "ones: keyword generation polluted retrieval.")
     if f.get("pick"):
         lines.append(f"   The run's final answer: {f['pick']['title']!r} "
                      f"({f['pick']['category']}).")
@@ -149,9 +150,10 @@ def tell(f: dict[str, Any]) -> str:
 def explore_hint(config: CollectorConfig) -> str:
     where = "" if config.database_url else f" (embedded database in {config.data_dir})"
     return f"""
-Explore further{where}:
-  python3 dev.py xray runs --pipeline competitor_search
-  python3 dev.py xray show <RUN>
-  python3 dev.py xray steps --type filter --min-drop 0.9
-  python3 dev.py xray artifact get <ID> | head -c 400
-Or SQL: the tables xray_runs, xray_steps, xray_artifacts (see docs/schema.md)."""
+Explore further{where}, with `xray` (or `python3 dev.py xray` from a checkout):
+  xray runs --pipeline competitor_search
+  xray show <RUN>
+  xray steps --type filter --min-drop 0.9
+  xray artifact get <ID> | head -c 400
+Or SQL: tables xray_runs, xray_steps, xray_artifacts and views xray_step_funnel,
+xray_reject_reasons (see docs/schema.md)."""

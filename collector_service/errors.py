@@ -7,6 +7,7 @@
     ├── StorageError               the database cannot be written or read
     │   └── StorageUnavailable     transient: the caller should retry later
     ├── Overloaded                 too many requests in flight: retry after a pause
+    ├── NotFound                   a run or artifact asked for by id does not exist
     └── EmbeddedDatabaseError      the embedded PostgreSQL could not be started
 
 Driver errors are wrapped once, at the store boundary, with ``raise ... from exc``.
@@ -45,6 +46,10 @@ class Overloaded(XRayError):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"collector overloaded; retry in {retry_after_s:g}s")
         self.retry_after_s = retry_after_s
+
+
+class NotFound(XRayError):
+    """The run or artifact asked for does not exist; commands exit with status 1."""
 
 
 class EmbeddedDatabaseError(XRayError):
