@@ -64,7 +64,6 @@ import platform
 import queue
 import random
 import re
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -80,20 +79,25 @@ from typing import Any, Generic, TypeVar
 import boto3
 import grpc
 import psycopg
+from _bench_db import (
+    BenchmarkError,
+    check_response,
+    embedded_server,
+    reset_tables,
+    scratch_database,
+    server_description,
+    server_version,
+)
 from botocore.config import Config
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector_service.config import CollectorConfig
-from collector_service.embedded import EmbeddedPostgres
 from collector_service.server import CollectorThread
 from xray_otel import conventions as c
 
@@ -127,8 +131,6 @@ ARTIFACT_NAME_RE = re.compile(r"^[0-9a-f]{64}$")
 T = TypeVar("T")
 
 
-class BenchmarkError(RuntimeError):
-    """The benchmark could not run, or something other than expected was stored."""
 
 
 # --- the workload ----------------------------------------------------------------------
@@ -259,44 +261,14 @@ def clear_prefix(client: Any, prefix: str) -> None:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
 
 
-def server_description(url: str) -> str:
-    """Where the server is, without credentials."""
-    params = conninfo_to_dict(url)
-    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
 
 
-@contextlib.contextmanager
-def embedded_server(directory: Path) -> Iterator[str]:
-    """An embedded PostgreSQL in ``directory``, stopped on exit."""
-    embedded = EmbeddedPostgres(directory)
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server at ``server_url``; dropped on exit."""
-    name = f"xray_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def server_version(url: str) -> str:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "unknown"
 
 
-def reset_tables(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE xray_steps, xray_runs, xray_artifacts")
 
 
 # --- the timed phases ------------------------------------------------------------------
@@ -355,11 +327,6 @@ def timed_workers(items: Sequence[T], workers: int,
     return max(state.finished) - began
 
 
-def _check_response(response: ExportTraceServiceResponse) -> None:
-    partial = response.partial_success
-    if partial.rejected_spans or partial.error_message:
-        raise BenchmarkError(f"the collector did not store the spans as sent "
-                             f"({partial.rejected_spans} rejected): {partial.error_message[:300]}")
 
 
 def grpc_exporter(port: int, max_bytes: int
@@ -375,7 +342,7 @@ def grpc_exporter(port: int, max_bytes: int
             stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
 
             def send(request: ExportTraceServiceRequest) -> None:
-                _check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
+                check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
 
             yield send
 

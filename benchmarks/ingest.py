@@ -48,13 +48,12 @@ import os
 import platform
 import queue
 import random
-import secrets
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,19 +61,25 @@ from typing import Any
 
 import grpc
 import psycopg
+from _bench_db import (
+    BenchmarkError,
+    check_response,
+    embedded_server,
+    reset_tables,
+    scratch_database,
+    server_description,
+    server_version,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector_service.config import CollectorConfig
-from collector_service.embedded import EmbeddedPostgres
 from collector_service.server import CollectorThread
 from xray_otel import conventions as c
 
@@ -112,8 +117,6 @@ COPY_COLUMNS = (
 """Every ``xray_steps`` column the collector writes (not generated, not defaulted)."""
 
 
-class BenchmarkError(RuntimeError):
-    """The benchmark could not run, or the collector stored something other than expected."""
 
 
 # --- the workload ----------------------------------------------------------------------
@@ -262,47 +265,14 @@ def copy_rows(runs: Sequence[RunSpec]) -> list[tuple[Any, ...]]:
 # --- databases -------------------------------------------------------------------------
 
 
-def server_description(url: str) -> str:
-    """Where the server is, without credentials."""
-    params = conninfo_to_dict(url)
-    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
 
 
-@contextlib.contextmanager
-def embedded_server(directory: Path) -> Iterator[str]:
-    """An embedded PostgreSQL in ``directory``, stopped on exit."""
-    embedded = EmbeddedPostgres(directory)
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server at ``server_url``; dropped on exit."""
-    name = f"xray_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def server_version(url: str) -> str:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT version()").fetchone()
-    return str(row[0]) if row else "unknown"
 
 
-def reset_tables(url: str) -> None:
-    """Empty the X-Ray tables and checkpoint, so each phase starts from the same state."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE xray_steps, xray_runs, xray_artifacts")
-        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
-            conn.execute("CHECKPOINT")  # flush earlier phases' writes outside the timing
 
 
 def verify_stored(url: str, steps: int, runs: int) -> None:
@@ -342,11 +312,6 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
 # --- the timed phases ------------------------------------------------------------------
 
 
-def _check_response(response: ExportTraceServiceResponse) -> None:
-    partial = response.partial_success
-    if partial.rejected_spans or partial.error_message:
-        raise BenchmarkError(f"collector rejected {partial.rejected_spans} span(s): "
-                             f"{partial.error_message}")
 
 
 @dataclass
@@ -376,7 +341,7 @@ def _sender(port: int, state: SendState) -> None:
                 except queue.Empty:
                     state.finished.append(time.perf_counter())
                     return
-                _check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
+                check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
     except BaseException as exc:  # reported by send_all on the main thread
         state.errors.append(exc)
         state.start.abort()

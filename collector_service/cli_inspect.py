@@ -32,34 +32,28 @@ def _since(text: str | None) -> datetime | None:
 def cmd_runs(args: argparse.Namespace, config: CollectorConfig) -> int:
     params = {"pipeline": args.pipeline, "entity": args.entity, "status": args.status,
               "since": _since(args.since), "limit": args.limit}
-    with cli_db.connect(config) as conn:
-        cur = conn.execute(_QUERIES["runs"], params)
-        headers = [d.name for d in cur.description or ()]
-        rows = cur.fetchall()
-    if args.json:
-        for row in rows:
-            print(as_json(dict(zip(headers, row, strict=True))))
-    elif rows:
-        print(table(headers, rows))
-    else:
-        print("no runs match; check the filters, or send some spans to `xray collector`")
-    return 0
+    return _query_and_print(config, "runs", params, args.json,
+                            "no runs match; check the filters, or send spans to `xray collector`")
 
 
 def cmd_steps(args: argparse.Namespace, config: CollectorConfig) -> int:
     params = {"step_type": args.type, "min_drop": args.min_drop, "pipeline": args.pipeline,
               "name": args.name, "limit": args.limit}
+    return _query_and_print(config, "steps", params, args.json, "no steps match")
+
+
+def _query_and_print(config: CollectorConfig, query: str, params: dict[str, Any],
+                     as_lines: bool, when_empty: str) -> int:
+    """Run a named query; print a table, JSON lines, or ``when_empty``."""
     with cli_db.connect(config) as conn:
-        cur = conn.execute(_QUERIES["steps"], params)
+        cur = conn.execute(_QUERIES[query], params)
         headers = [d.name for d in cur.description or ()]
         rows = cur.fetchall()
-    if args.json:
+    if as_lines:
         for row in rows:
             print(as_json(dict(zip(headers, row, strict=True))))
-    elif rows:
-        print(table(headers, rows))
     else:
-        print("no steps match")
+        print(table(headers, rows) if rows else when_empty)
     return 0
 
 
