@@ -68,6 +68,7 @@ def test_pipeline_to_query(protocol: str, collector: RunningCollector,
                            db: psycopg.Connection) -> None:
     endpoint = (f"http://{collector.grpc_target}" if protocol == "grpc"
                 else f"{collector.http_url}/v1/traces")
+    before = xray.stats()  # counters are per process: compare with what came before
     provider = xray.configure(service_name="e2e", endpoint=endpoint, protocol=protocol,
                               insecure=True, set_global=False)
     try:
@@ -75,7 +76,8 @@ def test_pipeline_to_query(protocol: str, collector: RunningCollector,
         assert xray.flush(timeout=30)
     finally:
         xray.shutdown()
-    assert xray.stats().dropped == 0
+    counted = xray.stats() - before
+    assert (counted.dropped, counted.failed, counted.exported) == (0, 0, 6)
 
     assert db.execute(SEED_QUERY).fetchall() == [
         (run_id, "filter_candidates", 5000, 50, pytest.approx(0.99))]

@@ -113,13 +113,17 @@ def test_exporter_raising_is_counted_as_failed_not_raised() -> None:
 def test_failed_exports_pause_the_worker_instead_of_retrying_hot() -> None:
     counters, inner = Counters(), Recording(result=SpanExportResult.FAILURE)
     exporter = CountingSpanExporter(inner, counters)
-    batch: list[ReadableSpan] = [None] * 3  # type: ignore[list-item]  # only counted
+    batch = [ReadableSpan(name=f"s{i}") for i in range(3)]
     exporter.export(batch)  # fails: starts a 1 s cool-down
-    started = time.monotonic()
-    threading.Timer(0.2, exporter.resume_now).start()
+    resumed = threading.Event()
+
+    def resume() -> None:
+        resumed.set()
+        exporter.resume_now()
+
+    threading.Timer(0.2, resume).start()
     exporter.export(batch)  # waits for the cool-down, ended early by resume_now
-    waited = time.monotonic() - started
-    assert 0.15 < waited < 0.9
+    assert resumed.is_set()  # the second export could not start before the resume
     assert inner.batches == [3, 3] and counters.snapshot().failed == 6
 
 

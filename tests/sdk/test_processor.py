@@ -109,7 +109,7 @@ def test_unknown_step_type_becomes_other_with_one_warning_per_value(
 
 
 def test_oversized_start_attributes_of_foreign_spans_are_guarded() -> None:
-    traced = make_traced(max_value_bytes=2048)
+    traced = make_traced(max_value_bytes=2048, max_artifact_bytes=2048)
     tracer = _tracer(traced)
     big = "x" * 10_000
     blob = b"\xff" * 5000
@@ -155,7 +155,8 @@ class Uploader:
 def test_artifact_uploader_hook(fail: bool) -> None:
     uploader = Uploader(fail=fail)
     assert isinstance(uploader, xray.ArtifactUploader)
-    traced = make_traced(max_value_bytes=1024, artifact_uploader=uploader)
+    traced = make_traced(max_value_bytes=1024, max_artifact_bytes=1024,
+                         artifact_uploader=uploader)
     with xray.run("p", tracer_provider=traced.provider), xray.step("llm", name="s"):
         xray.record(artifacts={"prompt": "p" * 3000}, why="w" * 3000)
     attrs = traced.attrs("s")

@@ -117,7 +117,7 @@ def test_lone_surrogates_are_repaired(traced: Traced) -> None:
 
 
 def test_huge_values_are_truncated_with_a_marker() -> None:
-    traced = make_traced(max_value_bytes=4096)
+    traced = make_traced(max_value_bytes=4096, max_artifact_bytes=4096)
     before = xray.stats()
     huge = "é" * 10_000  # 20,000 UTF-8 bytes
     blob = bytes(range(256)) * 100

@@ -223,7 +223,7 @@ def test_configure_creates_and_sets_the_global_provider(closed_port: int) -> Non
         provider = xray.configure(service_name="svc", endpoint="http://127.0.0.1:{closed_port}")
         assert trace.get_tracer_provider() is provider
         assert provider.resource.attributes["service.name"] == "svc"
-        assert provider._span_limits.max_attribute_length == 65536
+        assert provider._span_limits.max_attribute_length == 2 * 1024 * 1024  # artifacts
         with xray.run("p") as r, xray.step("llm", name="s") as s:
             assert s.span.is_recording() and s.span.attributes[xc.RUN_ID] == r.id
         print("ok")
