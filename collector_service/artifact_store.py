@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from xray_otel.conventions import artifact_object_key
+
 _CHUNK = 1024 * 1024
 
 
@@ -52,6 +54,10 @@ class ArtifactStore(Protocol):
 
     def delete_if_idle(self, key: str, idle_s: float) -> bool:
         """Delete the object unless it was written in the last ``idle_s`` seconds."""
+        ...
+
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        """Size and content type of a stored object (type may be unknown), or ``None``."""
         ...
 
 
@@ -91,6 +97,12 @@ class LocalArtifactStore:
             while chunk := handle.read(_CHUNK):
                 yield chunk
 
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        try:
+            return self._path(key).stat().st_size, None
+        except FileNotFoundError:
+            return None
+
     def delete_if_idle(self, key: str, idle_s: float) -> bool:
         path = self._path(key)
         try:
@@ -104,6 +116,9 @@ class LocalArtifactStore:
 
 class S3ArtifactStore:
     """Artifacts as objects ``<prefix><id[:2]>/<id>`` in an S3 (or S3-compatible) bucket.
+
+    Producers may upload there themselves (``xray_otel.S3ArtifactUploader`` writes the
+    same keys) and send only a reference.
 
     Credentials and region come from the standard AWS chain; ``endpoint_url`` points at
     any S3-compatible store. Objects are always written (S3 has no cheaper "touch"), so
@@ -128,7 +143,16 @@ class S3ArtifactStore:
     def _key(self, key: str) -> str:
         if not valid_artifact_id(key):
             raise ArtifactNotFound(f"{key!r} is not an artifact id")
-        return f"{self.prefix}{key[:2]}/{key}"
+        return self.prefix + artifact_object_key(key)
+
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError:
+            return None
+        return int(head["ContentLength"]), head.get("ContentType")
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         object_key = self._key(key)

@@ -132,6 +132,8 @@ class ArtifactOffloader:
 
     async def _store_one(self, step: StepRow, value: ArtifactValue,
                          under_pressure: bool) -> ArtifactRef:
+        if value.uploaded_id is not None:
+            return await self._adopt_upload(step, value, value.uploaded_id)
         ref = ArtifactRef(
             artifact_id=artifact_id(value.data), trace_id=step.trace_id, span_id=step.span_id,
             run_id=step.run_id, attribute=value.attribute, size_bytes=len(value.data),
@@ -159,6 +161,27 @@ class ArtifactOffloader:
         self.stats.artifacts_stored += 1
         self.stats.artifact_bytes_stored += ref.size_bytes
         return replace(ref, location=location)
+
+    async def _adopt_upload(self, step: StepRow, value: ArtifactValue, key: str) -> ArtifactRef:
+        """Reference an artifact the producer uploaded itself, if the store has it."""
+        ref = ArtifactRef(
+            artifact_id=key, trace_id=step.trace_id, span_id=step.span_id, run_id=step.run_id,
+            attribute=value.attribute, size_bytes=0, content_type=value.content_type,
+            storage=self.store.kind, location=None, preview="(uploaded by the producer)")
+        try:
+            async with self._slots:
+                found = await asyncio.wait_for(
+                    asyncio.get_running_loop().run_in_executor(self._pool, self.store.stat, key),
+                    timeout=self.policy.store_timeout_s)
+        except Exception as exc:  # a reference that cannot be checked is not trusted
+            return self._downgrade(ref, "store_failed",
+                                   f"could not check the producer's upload: {type(exc).__name__}")
+        if found is None:
+            return self._downgrade(ref, "missing_upload",
+                                   "the producer's reference names no stored object")
+        size, content_type = found
+        return replace(ref, size_bytes=size, content_type=content_type or ref.content_type,
+                       location=f"{self.store.kind}:{key}")
 
     def _downgrade(self, ref: ArtifactRef, kind: str, reason: str) -> ArtifactRef:
         self.stats.count_downgrade(kind)

@@ -249,6 +249,9 @@ def _with_exception_details(attributes: dict[str, Any], span: Span) -> dict[str,
 
 
 def _artifact(name: str, value: Any) -> ArtifactValue:
+    uploaded = c.parse_artifact_reference(value)
+    if uploaded is not None:
+        return ArtifactValue(name, b"", "application/octet-stream", uploaded_id=uploaded)
     if isinstance(value, bytes):
         return ArtifactValue(name, value, "application/octet-stream")
     text = value if isinstance(value, str) else repr(value)

@@ -25,6 +25,8 @@ class ArtifactValue:
     attribute: str
     data: bytes
     content_type: str
+    uploaded_id: str | None = None
+    """Set when the producer uploaded the artifact itself and sent only its reference."""
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,16 @@ harmless — the collector ignores replays — but wasteful). Without ``configur
 ``XRaySpanProcessor()`` to any ``TracerProvider`` is enough to get run ids and step order.
 
 **Large values**: values given to :func:`record` are checked when recorded; strings and
-bytes over the per-value limit (``max_value_bytes``, 64 KiB) become a marked summary
+bytes over the per-value limit (``max_value_bytes``, 64 KiB; ``max_artifact_bytes``,
+2 MiB, for artifacts) become a marked summary
 (``prefix…[truncated by xray: N bytes, sha256=…]``) listed in ``xray.sdk.truncated``.
 ``XRaySpanProcessor`` does the same for attributes present when a span starts. A raw
 ``span.set_attribute`` after start cannot be intercepted; on a provider created by
 ``configure``, ``SpanLimits.max_attribute_length`` is set to ``max_value_bytes`` (unless
 ``OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT`` is set), so the SDK cuts such strings at that many
-characters, without a marker.
+characters, without a marker. Exports are split so no request exceeds 4 MiB. With
+``configure(artifact_uploader=xray.S3ArtifactUploader(bucket))``, artifacts over their
+limit are uploaded by the producer and only a reference is sent.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from xray_otel._run import Run, run
 from xray_otel._stats import XRayStats, stats
 from xray_otel._step import Step, StepSpec, step
 from xray_otel._threads import ContextThreadPoolExecutor, propagate
+from xray_otel._uploaders import S3ArtifactUploader
 from xray_otel.conventions import StepType
 
 if TYPE_CHECKING:
@@ -71,6 +75,7 @@ __all__ = [
     "ArtifactUploader",
     "ContextThreadPoolExecutor",
     "Run",
+    "S3ArtifactUploader",
     "Step",
     "StepSpec",
     "StepType",

@@ -120,3 +120,31 @@ def metric_attribute(name: str) -> str:
 def artifact_attribute(name: str) -> str:
     """The attribute name carrying artifact ``name``."""
     return ARTIFACT_PREFIX + name
+
+
+# --- artifacts uploaded by the producer ------------------------------------------------
+
+ARTIFACT_REFERENCE_PREFIX: Final = "xray-artifact:sha256:"
+"""A value of ``xray.artifact.<name>`` starting with this names an artifact the producer
+already put in the collector's artifact store: the prefix, then the lowercase hex SHA-256
+of the artifact's bytes. The collector records the reference instead of a payload."""
+
+
+def artifact_reference(sha256_hex: str) -> str:
+    """The attribute value that refers to an uploaded artifact."""
+    return ARTIFACT_REFERENCE_PREFIX + sha256_hex
+
+
+def parse_artifact_reference(value: object) -> str | None:
+    """The SHA-256 an artifact reference names, or ``None`` if ``value`` is not one."""
+    if not isinstance(value, str) or not value.startswith(ARTIFACT_REFERENCE_PREFIX):
+        return None
+    digest = value.removeprefix(ARTIFACT_REFERENCE_PREFIX)
+    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        return None
+    return digest
+
+
+def artifact_object_key(sha256_hex: str) -> str:
+    """Where an artifact lives in an object store, below the store's prefix: ``ab/<sha256>``."""
+    return f"{sha256_hex[:2]}/{sha256_hex}"

@@ -204,3 +204,57 @@ def test_fetch_endpoint(collector: RunningCollector, db: psycopg.Connection) -> 
                " downgrade_reason = 'store failed: X'")
     status, body = fetch(collector, key)
     assert status == 404 and b"summary" in body and b"store failed" in body
+
+
+def s3_collector_config(migrated_url: str, tmp_path: Path, s3: S3Server) -> CollectorConfig:
+    return CollectorConfig(database_url=migrated_url, data_dir=tmp_path, grpc_port=0,
+                           http_port=0, artifact_store="s3", s3_bucket=s3.bucket,
+                           s3_endpoint_url=s3.endpoint_url)
+
+
+def test_producer_uploads_are_referenced_and_missing_ones_are_not_trusted(
+        db: psycopg.Connection, migrated_url: str, tmp_path: Path, s3: S3Server) -> None:
+    key = artifact_id(PAYLOAD)
+    s3.client.put_object(Bucket=s3.bucket, Key=f"xray/artifacts/{c.artifact_object_key(key)}",
+                         Body=PAYLOAD, ContentType="text/html")
+    missing = artifact_id(b"never uploaded")
+    with CollectorThread(s3_collector_config(migrated_url, tmp_path, s3)) as endpoints:
+        stub = TraceServiceStub(grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}"))
+        response = stub.Export(request(span("s", {
+            c.STEP_TYPE: "search", c.ARTIFACT_PREFIX + "page": c.artifact_reference(key),
+            c.ARTIFACT_PREFIX + "lost": c.artifact_reference(missing)})))
+        assert "no stored object" in response.partial_success.error_message
+        with urllib.request.urlopen(f"http://127.0.0.1:{endpoints.http_port}/v1/artifacts/"
+                                    f"{key}", timeout=10) as fetched:
+            assert fetched.read() == PAYLOAD
+    rows = db.execute("SELECT attribute, artifact_id, size_bytes, content_type, storage,"
+                      " downgraded FROM xray_artifacts ORDER BY attribute").fetchall()
+    assert rows == [
+        (c.ARTIFACT_PREFIX + "lost", missing, 0, "application/octet-stream", "summary", True),
+        (c.ARTIFACT_PREFIX + "page", key, len(PAYLOAD), "text/html", "s3", False),
+    ]
+
+
+def test_sdk_uploads_large_artifacts_itself_and_sends_the_reference(
+        db: psycopg.Connection, migrated_url: str, tmp_path: Path, s3: S3Server) -> None:
+    import xray_otel as xray
+
+    big = b"%PDF" + bytes(range(256)) * 2000  # over the SDK's artifact limit below
+    with CollectorThread(s3_collector_config(migrated_url, tmp_path, s3)) as endpoints:
+        provider = xray.configure(
+            service_name="uploader", endpoint=f"http://127.0.0.1:{endpoints.grpc_port}",
+            insecure=True, set_global=False, max_artifact_bytes=64 * 1024,
+            artifact_uploader=xray.S3ArtifactUploader(s3.bucket, endpoint_url=s3.endpoint_url))
+        try:
+            with xray.run("p", tracer_provider=provider), xray.step("search", name="s"):
+                xray.record(artifacts={"report": big, "note": "small enough to send"})
+            assert xray.flush(timeout=30)
+        finally:
+            xray.shutdown()
+    rows = dict(db.execute("SELECT attribute, size_bytes FROM xray_artifacts"
+                           " WHERE NOT downgraded").fetchall())
+    assert rows == {c.ARTIFACT_PREFIX + "report": len(big),
+                    c.ARTIFACT_PREFIX + "note": len(b"small enough to send")}
+    stored = s3.client.get_object(
+        Bucket=s3.bucket, Key=f"xray/artifacts/{c.artifact_object_key(artifact_id(big))}")
+    assert stored["Body"].read() == big

@@ -12,6 +12,7 @@ EXPECTED = {
     "ArtifactUploader",
     "ContextThreadPoolExecutor",
     "Run",
+    "S3ArtifactUploader",
     "Step",
     "StepSpec",
     "StepType",
