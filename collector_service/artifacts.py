@@ -20,10 +20,10 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from collector_service.artifact_store import ArtifactStore, artifact_id
-from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, StepRow
+from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, RunRow, StepRow
 from collector_service.stats import IngestStats
 from xray_otel import conventions as c
 
@@ -63,7 +63,13 @@ def plan(step: StepRow, ceiling: int) -> list[ArtifactValue]:
         value = getattr(step, column)
         if value is not None and len(encoded := _encode_json(value)) > ceiling:
             payloads.append(ArtifactValue(attribute, encoded, _JSON))
-    for key, value in step.attributes.items():
+    return payloads + oversized_attributes(step.attributes, ceiling)
+
+
+def oversized_attributes(attributes: dict[str, Any], ceiling: int) -> list[ArtifactValue]:
+    """The extra attributes (of a step or a run span) too large to keep in Postgres."""
+    payloads = []
+    for key, value in attributes.items():
         if isinstance(value, str) and len(encoded := value.encode()) > ceiling:
             payloads.append(ArtifactValue(key, encoded, _TEXT))
         elif isinstance(value, dict | list) and len(encoded := _encode_json(value)) > ceiling:
@@ -87,6 +93,14 @@ def substitute(step: StepRow, refs: Sequence[ArtifactRef]) -> StepRow:
             notes.append(Adjustment(ref.attribute,
                                     f"artifact downgraded to a summary: {ref.downgrade_reason}"))
     return replace(step, attributes=attributes, adjustments=tuple(notes), **changes)
+
+
+class Owner(NamedTuple):
+    """The span an artifact came from: a step, or a run span."""
+
+    trace_id: str
+    span_id: str
+    run_id: str
 
 
 def _encode_json(value: Any) -> bytes:
@@ -113,10 +127,29 @@ class ArtifactOffloader:
         """Stop the upload threads (uploads under way finish first)."""
         self._pool.shutdown(wait=True)
 
+    async def offload_runs(self, runs: Sequence[RunRow], under_pressure: bool = False
+                           ) -> tuple[list[RunRow], list[ArtifactRef]]:
+        """Run spans' oversized extra attributes to the store, references in their place."""
+        out_runs: list[RunRow] = []
+        all_refs: list[ArtifactRef] = []
+        for run in runs:
+            payloads = oversized_attributes(run.attributes, self.policy.inline_ceiling)
+            if not payloads or run.span_id is None:
+                out_runs.append(run)
+                continue
+            owner = Owner(run.trace_id, run.span_id, run.run_id)
+            refs = await asyncio.gather(*(self._store_one(owner, payload, under_pressure)
+                                          for payload in payloads))
+            all_refs.extend(refs)
+            attributes = {**run.attributes, **{r.attribute: r.as_json() for r in refs}}
+            out_runs.append(replace(run, attributes=attributes))
+        return out_runs, all_refs
+
     async def offload(self, steps: Sequence[StepRow], under_pressure: bool = False
                       ) -> tuple[list[StepRow], list[ArtifactRef]]:
         plans = [(step, plan(step, self.policy.inline_ceiling)) for step in steps]
-        uploads = [self._store_one(step, payload, under_pressure)
+        uploads = [self._store_one(Owner(step.trace_id, step.span_id, step.run_id), payload,
+                                   under_pressure)
                    for step, payloads in plans for payload in payloads]
         refs = iter(await asyncio.gather(*uploads))
         out_steps: list[StepRow] = []
@@ -130,7 +163,7 @@ class ArtifactOffloader:
             out_steps.append(substitute(step, step_refs))
         return out_steps, all_refs
 
-    async def _store_one(self, step: StepRow, value: ArtifactValue,
+    async def _store_one(self, step: Owner, value: ArtifactValue,
                          under_pressure: bool) -> ArtifactRef:
         if value.uploaded_id is not None:
             return await self._adopt_upload(step, value, value.uploaded_id)
@@ -162,7 +195,7 @@ class ArtifactOffloader:
         self.stats.artifact_bytes_stored += ref.size_bytes
         return replace(ref, location=location)
 
-    async def _adopt_upload(self, step: StepRow, value: ArtifactValue, key: str) -> ArtifactRef:
+    async def _adopt_upload(self, step: Owner, value: ArtifactValue, key: str) -> ArtifactRef:
         """Reference an artifact the producer uploaded itself, if the store has it."""
         ref = ArtifactRef(
             artifact_id=key, trace_id=step.trace_id, span_id=step.span_id, run_id=step.run_id,

@@ -87,12 +87,13 @@ class Ingestor:
         batch = map_request(request, self._clock())
         under_pressure = self._inflight > self._max_inflight * PRESSURE_FRACTION
         steps, artifact_refs = await self._offloader.offload(batch.steps, under_pressure)
-        result = await self._store.write(batch.runs, steps, artifact_refs)
+        runs, run_refs = await self._offloader.offload_runs(batch.runs, under_pressure)
+        result = await self._store.write(runs, steps, [*artifact_refs, *run_refs])
         rejected = batch.rejected + result.rejected
-        adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
+        adjusted: list[RunRow | StepRow] = [run for run in runs if run.adjustments]
         adjusted.extend(step for step in steps if step.adjustments)
         return IngestOutcome(
-            steps=len(steps), runs=len(batch.runs), steps_inserted=result.steps_inserted,
+            steps=len(steps), runs=len(runs), steps_inserted=result.steps_inserted,
             ignored_spans=batch.ignored_spans, rejected=rejected, adjusted=tuple(adjusted),
             message=describe(rejected, adjusted),
         )

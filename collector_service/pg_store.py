@@ -118,9 +118,11 @@ class PostgresStore:
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 for run in runs:
+                    own = [a for a in artifacts if (a.trace_id, a.span_id)
+                           == (run.trace_id, run.span_id)]
                     try:
                         async with conn.transaction():
-                            await _write_rows(conn, [run], [], [])
+                            await _write_rows(conn, [run], [], own)
                     except _DATA_ERRORS as exc:
                         rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
                                                      f"run {run.run_id!r}: {_first_line(exc)}"))

@@ -258,3 +258,20 @@ def test_sdk_uploads_large_artifacts_itself_and_sends_the_reference(
     stored = s3.client.get_object(
         Bucket=s3.bucket, Key=f"xray/artifacts/{c.artifact_object_key(artifact_id(big))}")
     assert stored["Body"].read() == big
+
+
+def test_run_span_attributes_over_the_ceiling_leave_postgres(
+        collector: RunningCollector, db: psycopg.Connection) -> None:
+    stub = TraceServiceStub(grpc.insecure_channel(collector.grpc_target))
+    config_dump = json.dumps({"params": ["x" * 50] * 200})
+    stub.Export(request(span("run", {c.RUN_PIPELINE: "p", "pipeline.config": config_dump,
+                                     "small": "kept"})))
+    attributes = db.execute("SELECT attributes FROM xray_runs").fetchone()
+    assert attributes is not None
+    assert attributes[0]["small"] == "kept"
+    assert attributes[0]["pipeline.config"]["artifact_id"] == artifact_id(config_dump.encode())
+    assert fetch(collector, artifact_id(config_dump.encode())) == (200, config_dump.encode())
+    with urllib.request.urlopen(f"{collector.http_url}/stats", timeout=10) as response:
+        stats = json.loads(response.read())
+    assert (stats["requests"], stats["runs_received"], stats["artifacts_stored"]) == (1, 1, 1)
+    assert stats["artifacts_downgraded"] == 0
