@@ -61,7 +61,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import queue
 import random
 import re
 import shutil
@@ -69,30 +68,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import boto3
-import grpc
 import psycopg
-from _bench_db import (
+from _bench_support import (
     BenchmarkError,
-    check_response,
     embedded_server,
+    grpc_exporter,
     reset_tables,
     scratch_database,
     server_description,
     server_version,
+    timed_workers,
 )
 from botocore.config import Config
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -274,81 +270,6 @@ def clear_prefix(client: Any, prefix: str) -> None:
 # --- the timed phases ------------------------------------------------------------------
 
 
-@dataclass
-class WorkState(Generic[T]):
-    """What the worker threads share: the work, the start line, and what they report."""
-
-    work: queue.SimpleQueue[T]
-    start: threading.Barrier
-    finished: list[float] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-
-def _worker(open_worker: Callable[[], contextlib.AbstractContextManager[Callable[[T], None]]],
-            state: WorkState[T]) -> None:
-    """Set up (connect) before the start line, drain the work, note the finish time."""
-    try:
-        with open_worker() as do:
-            state.start.wait()
-            while True:
-                try:
-                    item = state.work.get_nowait()
-                except queue.Empty:
-                    state.finished.append(time.perf_counter())
-                    return
-                do(item)
-    except BaseException as exc:  # reported by timed_workers on the main thread
-        state.errors.append(exc)
-        state.start.abort()
-
-
-def timed_workers(items: Sequence[T], workers: int,
-                  open_worker: Callable[[], contextlib.AbstractContextManager[Callable[[T], None]]]
-                  ) -> float:
-    """Process ``items`` on ``workers`` threads; wall time from the start line to the last."""
-    state: WorkState[T] = WorkState(queue.SimpleQueue(), threading.Barrier(workers + 1))
-    for item in items:
-        state.work.put(item)
-    threads = [threading.Thread(target=_worker, args=(open_worker, state), name=f"worker-{i}")
-               for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    began = time.perf_counter()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        state.start.wait()
-        began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if state.errors:
-        error = state.errors[0]
-        if isinstance(error, BenchmarkError):
-            raise error
-        raise BenchmarkError(f"worker failed: {error!r}") from error
-    return max(state.finished) - began
-
-
-
-
-def grpc_exporter(port: int, max_bytes: int
-                  ) -> Callable[[], contextlib.AbstractContextManager[
-                      Callable[[ExportTraceServiceRequest], None]]]:
-    """A factory of OTLP/gRPC senders, each with its own channel, connected on entry."""
-
-    @contextlib.contextmanager
-    def open_sender() -> Iterator[Callable[[ExportTraceServiceRequest], None]]:
-        options = [("grpc.max_send_message_length", max_bytes)]
-        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
-
-            def send(request: ExportTraceServiceRequest) -> None:
-                check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
-
-            yield send
-
-    return open_sender
-
-
 def boto3_putter(client: Any, content_type: str
                  ) -> Callable[[], contextlib.AbstractContextManager[
                      Callable[[tuple[str, bytes]], None]]]:
@@ -446,8 +367,8 @@ def phase_collector_s3(bench: Bench, requests: Sequence[ExportTraceServiceReques
                        expected: int, total: int) -> float:
     reset_tables(bench.url)
     clear_prefix(bench.client, COLLECTOR_PREFIX)
-    elapsed = timed_workers(requests, CONCURRENCY, grpc_exporter(bench.s3_port,
-                                                                 bench.max_message))
+    elapsed = timed_workers(requests, CONCURRENCY, grpc_exporter(
+        bench.s3_port, bench.max_message, EXPORT_TIMEOUT_S))
     verify_collector(bench.url, "s3", expected, total)
     verify_objects(count_objects(bench.client, COLLECTOR_PREFIX), expected,
                    f"s3://{BUCKET}/{COLLECTOR_PREFIX}")
@@ -469,8 +390,8 @@ def phase_collector_local(bench: Bench, requests: Sequence[ExportTraceServiceReq
     assert bench.local_port is not None
     reset_tables(bench.url)
     shutil.rmtree(bench.local_dir, ignore_errors=True)
-    elapsed = timed_workers(requests, CONCURRENCY, grpc_exporter(bench.local_port,
-                                                                 bench.max_message))
+    elapsed = timed_workers(requests, CONCURRENCY, grpc_exporter(
+        bench.local_port, bench.max_message, EXPORT_TIMEOUT_S))
     verify_collector(bench.url, "local", expected, total)
     verify_objects(count_local_files(bench.local_dir), expected, str(bench.local_dir))
     shutil.rmtree(bench.local_dir, ignore_errors=True)

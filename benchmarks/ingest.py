@@ -46,12 +46,10 @@ import contextlib
 import json
 import os
 import platform
-import queue
 import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,21 +57,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psycopg
-from _bench_db import (
+from _bench_support import (
     BenchmarkError,
-    check_response,
     embedded_server,
+    grpc_exporter,
     reset_tables,
     scratch_database,
     server_description,
     server_version,
+    timed_workers,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -314,57 +311,13 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
 
 
 
-@dataclass
-class SendState:
-    """What the sender threads share: the work, the start line, and what they report."""
+def send_all(port: int, requests: Sequence[ExportTraceServiceRequest], senders: int) -> float:
+    """Export every request from ``senders`` threads; the wall time until all are committed.
 
-    work: queue.SimpleQueue[ExportTraceServiceRequest]
-    start: threading.Barrier
-    finished: list[float] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-
-
-def _sender(port: int, state: SendState) -> None:
-    """One exporter: its own channel, connected before the start, then drain the work.
-
-    The finish time is taken when the last ``Export`` returned, before the channel is
+    The finish time is taken when the last ``Export`` returned, before the channels are
     closed (closing a channel takes about 0.2 s and is not ingest time).
     """
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]  # generated code
-            state.start.wait()
-            while True:
-                try:
-                    request = state.work.get_nowait()
-                except queue.Empty:
-                    state.finished.append(time.perf_counter())
-                    return
-                check_response(stub.Export(request, timeout=EXPORT_TIMEOUT_S))
-    except BaseException as exc:  # reported by send_all on the main thread
-        state.errors.append(exc)
-        state.start.abort()
-
-
-def send_all(port: int, requests: Sequence[ExportTraceServiceRequest], senders: int) -> float:
-    """Export every request from ``senders`` threads; the wall time until all are committed."""
-    state = SendState(queue.SimpleQueue(), threading.Barrier(senders + 1))
-    for request in requests:
-        state.work.put(request)
-    threads = [threading.Thread(target=_sender, args=(port, state), name=f"sender-{i}")
-               for i in range(senders)]
-    for thread in threads:
-        thread.start()
-    began = time.perf_counter()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        state.start.wait()
-        began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if state.errors:
-        raise BenchmarkError(f"export failed: {state.errors[0]!r}") from state.errors[0]
-    return max(state.finished) - began
+    return timed_workers(requests, senders, grpc_exporter(port, export_timeout_s=EXPORT_TIMEOUT_S))
 
 
 def time_copy(url: str, rows: Sequence[tuple[Any, ...]]) -> float:
