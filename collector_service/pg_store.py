@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,22 +66,25 @@ class PostgresStore:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def check(self) -> None:
-        """Raise :class:`StorageUnavailable` unless the database answers."""
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; an unreachable database is :class:`StorageUnavailable`."""
         try:
             async with self._pool.connection() as conn:
-                await conn.execute("SELECT 1")
+                yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StorageUnavailable(f"database unavailable: {exc}") from exc
 
+    async def check(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the database answers."""
+        async with self._connection() as conn:
+            await conn.execute("SELECT 1")
+
     async def artifact_info(self, key: str) -> ArtifactInfo | None:
         """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_QUERIES["artifact_info"], {"artifact_id": key})
-                row = await cur.fetchone()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        async with self._connection() as conn:
+            cur = await conn.execute(_QUERIES["artifact_info"], {"artifact_id": key})
+            row = await cur.fetchone()
         return None if row is None else ArtifactInfo(*row)
 
     async def write(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
@@ -102,41 +107,33 @@ class PostgresStore:
     async def _write_once(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
                           artifacts: Sequence[ArtifactRef]) -> WriteResult:
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 inserted = await _write_rows(conn, runs, steps, artifacts)
             return WriteResult(inserted)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StorageUnavailable(f"database unavailable: {exc}") from exc
-        except (psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown) as exc:
-            raise StorageUnavailable(f"database interrupted the write: {exc}") from exc
         except psycopg.ProgrammingError as exc:
             raise StorageError(f"schema mismatch (run `xray migrate`?): {exc}") from exc
 
     async def _write_isolated(self, runs: Sequence[RunRow], steps: Sequence[StepRow],
                               artifacts: Sequence[ArtifactRef]) -> WriteResult:
         inserted, rejected = 0, []
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                for run in runs:
-                    own = [a for a in artifacts if (a.trace_id, a.span_id)
-                           == (run.trace_id, run.span_id)]
-                    try:
-                        async with conn.transaction():
-                            await _write_rows(conn, [run], [], own)
-                    except _DATA_ERRORS as exc:
-                        rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
-                                                     f"run {run.run_id!r}: {_first_line(exc)}"))
-                for step in steps:
-                    own = [a for a in artifacts if (a.trace_id, a.span_id)
-                           == (step.trace_id, step.span_id)]
-                    try:
-                        async with conn.transaction():
-                            inserted += await _write_rows(conn, [], [step], own)
-                    except _DATA_ERRORS as exc:
-                        rejected.append(RejectedSpan(step.trace_id, step.span_id,
-                                                     _first_line(exc)))
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        by_span: dict[tuple[str, str | None], list[ArtifactRef]] = defaultdict(list)
+        for artifact in artifacts:
+            by_span[(artifact.trace_id, artifact.span_id)].append(artifact)
+        async with self._connection() as conn, conn.transaction():
+            for run in runs:
+                try:
+                    async with conn.transaction():
+                        await _write_rows(conn, [run], [], by_span[(run.trace_id, run.span_id)])
+                except _DATA_ERRORS as exc:
+                    rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
+                                                 f"run {run.run_id!r}: {_first_line(exc)}"))
+            for step in steps:
+                try:
+                    async with conn.transaction():
+                        inserted += await _write_rows(
+                            conn, [], [step], by_span[(step.trace_id, step.span_id)])
+                except _DATA_ERRORS as exc:
+                    rejected.append(RejectedSpan(step.trace_id, step.span_id, _first_line(exc)))
         return WriteResult(inserted, tuple(rejected))
 
 
