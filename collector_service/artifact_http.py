@@ -1,19 +1,25 @@
 """``GET /v1/artifacts/{id}``: stream an artifact from the store, verifying its hash.
 
-The last chunk is held back until the hash is checked: a corrupted artifact ends the
-response short of its ``Content-Length``, so no client mistakes it for the real one.
+Chunks pass through :func:`verified`, and each is sent only when the next has been read,
+so the last one goes out only after the hash is checked: a corrupted artifact ends the
+response short of its ``Content-Length``, and no client mistakes it for the real one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Iterator
 
 from aiohttp import web
 
-from collector_service.artifact_store import ArtifactNotFound, ArtifactStore, valid_artifact_id
+from collector_service.artifact_store import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    ArtifactStore,
+    valid_artifact_id,
+    verified,
+)
 from collector_service.errors import StorageUnavailable
 from collector_service.pg_store import PostgresStore
 
@@ -36,11 +42,14 @@ def routes(store: ArtifactStore, db: PostgresStore) -> list[web.RouteDef]:
         if not info.stored:
             return _error(404, f"artifact {key} was kept only as a summary "
                                f"({info.downgrade_reason}); preview: {info.preview!r}")
-        chunks = store.open(key)
+        chunks = verified(key, store.open(key))
         try:
-            first = await asyncio.to_thread(next, chunks, b"")
+            first = await asyncio.to_thread(next, chunks, None)
         except ArtifactNotFound as exc:
             return _error(404, f"{exc}; the reference exists but the object is gone")
+        except ArtifactCorrupted as exc:  # nothing sent yet: say so plainly
+            logger.error("%s", exc)
+            return _error(500, str(exc))
         response = web.StreamResponse(headers={
             "Content-Type": info.content_type, "Content-Length": str(info.size_bytes),
             "ETag": f'"{key}"', "Cache-Control": "public, max-age=31536000, immutable"})
@@ -51,19 +60,19 @@ def routes(store: ArtifactStore, db: PostgresStore) -> list[web.RouteDef]:
     return [web.get("/v1/artifacts/{artifact_id}", get_artifact)]
 
 
-async def _send_verified(response: web.StreamResponse, key: str, first: bytes,
+async def _send_verified(response: web.StreamResponse, key: str, held: bytes | None,
                          chunks: Iterator[bytes]) -> None:
-    digest = hashlib.sha256(first)
-    held = first
-    while chunk := await asyncio.to_thread(next, chunks, b""):
+    """Send ``held`` then the rest of ``chunks``, always one chunk behind the reads."""
+    try:
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            if held is not None:
+                await response.write(held)
+            held = chunk
+    except ArtifactCorrupted as exc:
+        logger.error("%s", exc)
+        raise ConnectionAbortedError(f"artifact {key} is corrupted") from exc
+    if held is not None:
         await response.write(held)
-        digest.update(chunk)
-        held = chunk
-    if digest.hexdigest() != key:
-        logger.error("artifact %s is corrupted in the store (hashes to %s)", key,
-                     digest.hexdigest())
-        raise ConnectionAbortedError(f"artifact {key} is corrupted")
-    await response.write(held)
     await response.write_eof()
 
 

@@ -192,8 +192,8 @@ class S3ArtifactStore:
 def verified(key: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Pass ``chunks`` through; raise :class:`ArtifactCorrupted` at the end if the hash differs.
 
-    Callers that must not emit unverified bytes buffer; streaming callers abort the
-    response, so a client never sees a complete, wrong payload.
+    Every reader goes through it: ``xray artifact get`` writes to a temporary file that
+    replaces the target only when whole, and the HTTP endpoint holds back its last chunk.
     """
     digest = hashlib.sha256()
     for chunk in chunks:

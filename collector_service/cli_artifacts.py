@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from collector_service.artifact_store import (
     ArtifactCorrupted,
     ArtifactNotFound,
     valid_artifact_id,
+    verified,
 )
 from collector_service.config import CollectorConfig
 from collector_service.errors import NotFound, XRayError
@@ -31,49 +32,45 @@ def cmd_artifact_get(args: argparse.Namespace, config: CollectorConfig) -> int:
     key = args.artifact_id.lower()
     if not valid_artifact_id(key):
         raise XRayError(f"{args.artifact_id!r} is not an artifact id (64 hex characters)")
-    store = build_artifact_store(config)
+    chunks = verified(key, build_artifact_store(config).open(key))
+    to_file = bool(args.output) and args.output != "-"
     try:
-        if args.output and args.output != "-":
-            _to_file(store.open(key), key, Path(args.output))
+        if to_file:
+            _to_file(chunks, Path(args.output))
         else:
-            _to_stdout(store.open(key), key)
+            _to_stdout(chunks)
     except ArtifactNotFound:
         raise _explain_missing(config, key) from None
     except ArtifactCorrupted as exc:
-        raise XRayError(str(exc)) from None
+        consequence = (f"{args.output} was not written" if to_file
+                       else "the bytes written above are not the artifact")
+        raise XRayError(f"{exc}; {consequence}") from None
     return 0
 
 
-def _to_file(chunks: object, key: str, target: Path) -> None:
-    digest = hashlib.sha256()
+def _to_file(chunks: Iterator[bytes], target: Path) -> None:
+    """Write to a temporary file beside ``target``; it replaces ``target`` only if whole."""
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise XRayError(f"-o {target}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".xray-")
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:  # type: ignore[attr-defined]
-                digest.update(chunk)
+            for chunk in chunks:
                 out.write(chunk)
-        if digest.hexdigest() != key:
-            raise ArtifactCorrupted(f"artifact {key} is corrupted in the store; "
-                                    f"{target} was not written")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _to_stdout(chunks: object, key: str) -> None:
-    digest = hashlib.sha256()
+def _to_stdout(chunks: Iterator[bytes]) -> None:
     out = sys.stdout.buffer
-    for chunk in chunks:  # type: ignore[attr-defined]
-        digest.update(chunk)
-        out.write(chunk)
-    out.flush()
-    if digest.hexdigest() != key:
-        raise ArtifactCorrupted(f"artifact {key} is corrupted in the store; the bytes "
-                                "written above are not the artifact")
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+    finally:
+        out.flush()
 
 
 def _explain_missing(config: CollectorConfig, key: str) -> XRayError:
