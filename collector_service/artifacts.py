@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from collector_service.artifact_store import ArtifactStore, artifact_id
 from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, RunRow, StepRow
@@ -28,6 +28,7 @@ from collector_service.stats import IngestStats
 from xray_otel import conventions as c
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREVIEW_CHARS = 200
 _JSON = "application/json"
@@ -178,13 +179,9 @@ class ArtifactOffloader:
                                    f"{self.policy.max_artifact_bytes}-byte artifact limit")
         if under_pressure:
             return self._downgrade(ref, "under_pressure", "collector under pressure")
-        loop = asyncio.get_running_loop()
         try:
-            async with self._slots:  # a free upload thread is waiting for this one
-                location = await asyncio.wait_for(
-                    loop.run_in_executor(self._pool, self.store.put, ref.artifact_id,
-                                         value.data, value.content_type),
-                    timeout=self.policy.store_timeout_s)
+            location = await self._call_store(self.store.put, ref.artifact_id, value.data,
+                                              value.content_type)
         except TimeoutError:
             return self._downgrade(ref, "store_slow",
                                    f"store slower than {self.policy.store_timeout_s:g}s")
@@ -202,10 +199,7 @@ class ArtifactOffloader:
             attribute=value.attribute, size_bytes=0, content_type=value.content_type,
             storage=self.store.kind, location=None, preview="(uploaded by the producer)")
         try:
-            async with self._slots:
-                found = await asyncio.wait_for(
-                    asyncio.get_running_loop().run_in_executor(self._pool, self.store.stat, key),
-                    timeout=self.policy.store_timeout_s)
+            found = await self._call_store(self.store.stat, key)
         except Exception as exc:  # a reference that cannot be checked is not trusted
             return self._downgrade(ref, "store_failed",
                                    f"could not check the producer's upload: {type(exc).__name__}")
@@ -215,6 +209,13 @@ class ArtifactOffloader:
         size, content_type = found
         return replace(ref, size_bytes=size, content_type=content_type or ref.content_type,
                        location=f"{self.store.kind}:{key}")
+
+    async def _call_store(self, method: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the upload pool; the timeout starts once a thread is free."""
+        async with self._slots:  # a free upload thread is waiting for this call
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._pool, method, *args),
+                timeout=self.policy.store_timeout_s)
 
     def _downgrade(self, ref: ArtifactRef, kind: str, reason: str) -> ArtifactRef:
         self.stats.count_downgrade(kind)

@@ -85,7 +85,8 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     trace_id = span.trace_id.hex()
     step_type = _step_type(attrs)
     started_at, ended_at = _times(span, received_at, attrs)
-    status, error = _status(span)
+    exception = _last_exception(span)
+    status, error = _status(span, exception)
     artifacts = tuple(_artifact(name, value) for name, value
                       in attrs.prefixed(c.ARTIFACT_PREFIX).items() if value is not None)
     return StepRow(
@@ -110,7 +111,7 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
         span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else None,
         service_name=service_name,
-        attributes=_with_exception_details(attrs.remaining(), span),
+        attributes=_with_exception_details(attrs.remaining(), exception),
         adjustments=tuple(attrs.adjustments),
         artifacts=artifacts,
     )
@@ -121,7 +122,8 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime) ->
     attrs = _read_attributes(span.attributes)
     trace_id = span.trace_id.hex()
     started_at, ended_at = _times(span, received_at, attrs)
-    status, error = _status(span)
+    exception = _last_exception(span)
+    status, error = _status(span, exception)
     return RunRow(
         run_id=_run_id(attrs, trace_id),
         pipeline=attrs.label(c.RUN_PIPELINE),
@@ -133,7 +135,7 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime) ->
         trace_id=trace_id,
         span_id=span.span_id.hex(),
         service_name=service_name,
-        attributes=_with_exception_details(attrs.remaining(), span),
+        attributes=_with_exception_details(attrs.remaining(), exception),
         adjustments=tuple(attrs.adjustments),
     )
 
@@ -222,10 +224,10 @@ def _from_unix_nano(value: int) -> datetime:
     return datetime.fromtimestamp(value // 1000 / 1_000_000, tz=UTC)
 
 
-def _status(span: Span) -> tuple[str, str | None]:
+def _status(span: Span, exception: dict[str, Any] | None) -> tuple[str, str | None]:
+    """``ok`` or ``error``, and the error text: the last exception event's, else the status's."""
     if span.status.code != Status.STATUS_CODE_ERROR:
         return "ok", None
-    exception = _last_exception(span)
     if exception is not None:
         kind = exception.get(c.EXCEPTION_TYPE) or "Exception"
         message = exception.get(c.EXCEPTION_MESSAGE) or span.status.message
@@ -241,8 +243,8 @@ def _last_exception(span: Span) -> dict[str, Any] | None:
     return None
 
 
-def _with_exception_details(attributes: dict[str, Any], span: Span) -> dict[str, Any]:
-    exception = _last_exception(span)
+def _with_exception_details(attributes: dict[str, Any],
+                            exception: dict[str, Any] | None) -> dict[str, Any]:
     if exception and c.EXCEPTION_STACKTRACE in exception:
         attributes = {**attributes, c.EXCEPTION_STACKTRACE: exception[c.EXCEPTION_STACKTRACE]}
     return attributes
