@@ -26,7 +26,11 @@ Promises: X-Ray never fails, blocks or noticeably slows the pipeline. Nothing at
 time raises (misuse of ``@xray.step`` raises when the decorator is applied); the user's
 exceptions are recorded and re-raised unchanged; the export queue is bounded and its
 overflow dropped and counted (:func:`stats`); process exit waits at most
-``exit_timeout`` seconds (default 2) for the collector, dead or alive.
+``exit_timeout`` seconds (default 2) for the collector, dead or alive. While the
+collector is failing and that queue is full, runs and steps on the provider
+``configure`` created build no span at all (it could only be dropped): the pipeline's
+code runs as before, the step counts as dropped and its ``seq`` is skipped, and spans
+are built again as soon as an export gets through.
 
 Importing this package has no side effects and needs only ``opentelemetry-api``;
 :func:`configure`, :func:`flush`, :func:`shutdown` and :class:`XRaySpanProcessor` load

@@ -8,7 +8,7 @@ module also resolves the tracer a run or step should use. API-only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -22,7 +22,16 @@ TRACER_NAME: Final = "xray_otel"
 RUN_KEY: Final = otel_context.create_key("xray-run")
 STEP_KEY: Final = otel_context.create_key("xray-step")
 
-_global_tracer: tuple[trace.TracerProvider, trace.Tracer] | None = None
+
+
+class Tracing(NamedTuple):
+    """The provider a run or step creates its span with, and X-Ray's tracer from it."""
+
+    provider: trace.TracerProvider
+    tracer: trace.Tracer
+
+
+_global_tracing: Tracing | None = None
 
 
 def current_run(ctx: otel_context.Context | None = None) -> Run | None:
@@ -41,15 +50,15 @@ def current_run_id() -> str | None:
     return run.id if run is not None else None
 
 
-def tracer_for(provider: trace.TracerProvider | None) -> trace.Tracer:
+def tracing_for(provider: trace.TracerProvider | None) -> Tracing:
     """X-Ray's tracer from ``provider``, or from the global provider (cached per provider)."""
-    global _global_tracer
+    global _global_tracing
     if provider is not None:
-        return provider.get_tracer(TRACER_NAME)
+        return Tracing(provider, provider.get_tracer(TRACER_NAME))
     current = trace.get_tracer_provider()
-    cached = _global_tracer
-    if cached is not None and cached[0] is current:
-        return cached[1]
-    tracer = current.get_tracer(TRACER_NAME)
-    _global_tracer = (current, tracer)
-    return tracer
+    cached = _global_tracing
+    if cached is not None and cached.provider is current:
+        return cached
+    tracing = Tracing(current, current.get_tracer(TRACER_NAME))
+    _global_tracing = tracing
+    return tracing

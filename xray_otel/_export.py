@@ -11,6 +11,8 @@ cool-down (1 s, doubling up to 30 s, reset by a success) before the next attempt
 the collector is down, spans wait in the bounded queue (overflow is dropped and counted
 on the pipeline's thread, which is cheap) instead of being serialized again and again
 for a collector that is not there — a dead collector makes X-Ray cheaper, not dearer.
+Once the queue is full as well, ``saturated()`` says so and X-Ray stops building spans
+at all until the exporter gets through again (``_shed``).
 ``force_flush`` and ``shutdown`` honour their deadlines by running the SDK's (unbounded)
 calls in a daemon thread.
 """
@@ -38,6 +40,8 @@ from xray_otel._stats import COUNTERS, Counters
 
 MIN_COOLDOWN_S: Final = 1.0
 MAX_COOLDOWN_S: Final = 30.0
+STRUGGLING_AFTER_S: Final = 1.0
+"""An export still running after this long counts as failing (a healthy one takes ms)."""
 MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024 - 64 * 1024
 """Budget of one export request: under gRPC's default 4 MiB receive limit, with headroom."""
 _SPAN_OVERHEAD_BYTES: Final = 256
@@ -101,6 +105,8 @@ class CountingSpanExporter(SpanExporter):
         self._final = False
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._in_flight_since = 0.0
+        self._failing = False
         self._shutdown_once = threading.Lock()
         self._shut = False
 
@@ -117,6 +123,7 @@ class CountingSpanExporter(SpanExporter):
                 self._counters.add("dropped", taken)
                 return SpanExportResult.FAILURE
             self._in_flight = n
+            self._in_flight_since = time.monotonic()
         try:
             result = SpanExportResult.SUCCESS
             for chunk in split_by_size(spans, self.max_request_bytes):
@@ -137,14 +144,26 @@ class CountingSpanExporter(SpanExporter):
             if result is SpanExportResult.SUCCESS:
                 self._counters.add("exported", n)
                 self._cooldown_s = 0.0
+                self._failing = False
                 return result
             self._counters.add("failed", n)
+            self._failing = True
             if self._final:  # shutting down and the collector just failed: stop trying
                 self._aborted = True
             self._cooldown_s = min(MAX_COOLDOWN_S, max(MIN_COOLDOWN_S, self._cooldown_s * 2))
             self._resume_at = time.monotonic() + self._cooldown_s
         log.warning("export-failed", "xray: exporting %d spans failed (collector down?)", n)
         return SpanExportResult.FAILURE
+
+    def failing(self) -> bool:
+        """Whether the collector looks unreachable: the last export failed, or the current
+        one has run longer than :data:`STRUGGLING_AFTER_S`. Lock-free (a stale read is
+        harmless); called on the pipeline's thread."""
+        if self._failing:
+            return True
+        return bool(self._in_flight) and (
+            time.monotonic() - self._in_flight_since > STRUGGLING_AFTER_S
+        )
 
     def resume_now(self, *, final: bool = False) -> None:
         """End a cool-down early: a flush or shutdown wants one more attempt now.
@@ -280,6 +299,12 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             taken = min(n, self._pending)
             self._pending -= taken
         return taken
+
+    def saturated(self) -> bool:
+        """Whether a span ended now would be dropped for want of room, the collector
+        failing: the queue is full and the exporter is not getting through. X-Ray then
+        sheds its spans instead of building them (``_shed``). Lock-free; never raises."""
+        return self._pending >= self._max_queue_size and self.exporter.failing()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None

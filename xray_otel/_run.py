@@ -17,7 +17,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
-from xray_otel._context import RUN_KEY, STEP_KEY, tracer_for
+from xray_otel import _shed
+from xray_otel._context import RUN_KEY, STEP_KEY, Tracing, tracing_for
 from xray_otel._ratelimit import log
 from xray_otel._record import guard_attributes
 from xray_otel._spans import end_span
@@ -33,7 +34,7 @@ class Run:
     ``r.id`` is the run id. A ``Run`` is meant to be entered once.
     """
 
-    __slots__ = ("_provider", "_seq", "_token", "entity", "id", "pipeline", "span", "tracer")
+    __slots__ = ("_provider", "_seq", "_token", "entity", "id", "pipeline", "span", "tracing")
 
     def __init__(
         self,
@@ -46,7 +47,7 @@ class Run:
         self.entity = entity
         self.id = run_id or uuid.uuid4().hex
         self.span: trace.Span = trace.INVALID_SPAN
-        self.tracer: trace.Tracer | None = None
+        self.tracing: Tracing | None = None
         self._provider = provider
         self._token: object | None = None
         self._seq = itertools.count(1)
@@ -64,14 +65,19 @@ class Run:
                 log.warning("run-reentered", "xray: a Run was entered twice; ignoring")
                 return self
             parent = otel_context.get_current()
-            self.tracer = tracer_for(self._provider)
+            self.tracing = tracing_for(self._provider)
             attrs: dict[str, AttributeValue] = {RUN_PIPELINE: self.pipeline, RUN_ID: self.id}
             if self.entity is not None:
                 attrs[RUN_ENTITY] = self.entity
             guard_attributes(self.span, attrs)  # names the pipeline chose: keep them sane
             self.pipeline, self.id = str(attrs[RUN_PIPELINE]), str(attrs[RUN_ID])
-            self.span = self.tracer.start_span(self.pipeline, context=parent, attributes=attrs)
-            ctx = trace.set_span_in_context(self.span, parent)
+            if _shed.shedding(self.tracing.provider):
+                COUNTERS.add("dropped")
+                ctx = parent
+            else:
+                tracer = self.tracing.tracer
+                self.span = tracer.start_span(self.pipeline, context=parent, attributes=attrs)
+                ctx = trace.set_span_in_context(self.span, parent)
             ctx = otel_context.set_value(STEP_KEY, None, otel_context.set_value(RUN_KEY, self, ctx))
             self._token = otel_context.attach(ctx)
         except Exception:

@@ -26,6 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from xray_otel import _shed
 from xray_otel._export import BoundedBatchSpanProcessor
 from xray_otel._guard import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_VALUE_BYTES, ArtifactUploader
 from xray_otel._options import ExportOptions, build_export_options
@@ -158,7 +159,9 @@ def configure(
         exit_timeout: longest wait for the collector at exit or :func:`shutdown` (s).
         max_queue_size, max_export_batch_size, schedule_delay_millis: the batch queue
             (``None``: ``OTEL_BSP_*``, else 2048 / 512 / 5000 ms). Overflow is dropped
-            and counted in :func:`xray_otel.stats`.
+            and counted in :func:`xray_otel.stats`. On a provider created here, X-Ray's
+            runs and steps build no span at all while the queue is full and the
+            collector failing (they would be dropped anyway); they count as dropped.
         max_value_bytes: per-value size limit.
         max_artifact_bytes: size limit of ``xray.artifact.*`` values (the larger of the
             two is ``SpanLimits.max_attribute_length`` of a provider created here, unless
@@ -208,6 +211,8 @@ def configure(
         provider.add_span_processor(processor)  # before the exporting processor
         if batch is not None:
             provider.add_span_processor(batch)
+            if owned:  # X-Ray's exporter is the only one on it: shed when it cannot keep up
+                _shed.install(provider, batch.saturated)
         _current = _Setup(provider, owned, processor, batch, options.exit_timeout_s)
         _install_exit_hook()
     return provider
@@ -256,6 +261,7 @@ def shutdown(timeout: float | None = None) -> bool:
         setup, _current = _current, None
     if setup is None:
         return True
+    _shed.remove(setup.provider)
     budget = setup.exit_timeout_s if timeout is None else timeout
     deadline = time.monotonic() + budget
     ok = True

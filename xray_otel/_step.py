@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from xray_otel import _wrappers
-from xray_otel._context import RUN_KEY, STEP_KEY, current_step, tracer_for
+from xray_otel import _shed, _wrappers
+from xray_otel._context import RUN_KEY, STEP_KEY, Tracing, current_step, tracing_for
 from xray_otel._guard import active_guard
 from xray_otel._ratelimit import log
 from xray_otel._record import apply, build_attributes
@@ -128,18 +128,23 @@ class Step:
 
     # --- the engine -------------------------------------------------------------------
 
-    def _open(self, run_tracer: trace.Tracer | None, counted_in: int | None) -> Step:
+    def _open(self, explicit: Tracing | None, counted_in: int | None) -> Step:
         parent = otel_context.get_current()
         run: Run | None = parent.get(RUN_KEY)  # type: ignore[assignment]  # Context is a dict
+        tracing = explicit or (run.tracing if run is not None else None) or tracing_for(None)
+        seq = run.next_seq() if run is not None else None  # taken even when shed: a gap
+        if _shed.shedding(tracing.provider):
+            COUNTERS.add("dropped")
+            self._ctx = otel_context.set_value(STEP_KEY, self, parent)
+            return self
         attrs: dict[str, str | int] = {STEP_TYPE: self.type, STEP_NAME: self.name}
-        if run is not None:
+        if run is not None and seq is not None:
             attrs[RUN_ID] = run.id
             attrs[RUN_PIPELINE] = run.pipeline
-            attrs[STEP_SEQ] = run.next_seq()
+            attrs[STEP_SEQ] = seq
         if counted_in is not None:
             attrs[STEP_CANDIDATES_IN] = counted_in
-        tracer = run_tracer or (run.tracer if run is not None and run.tracer else tracer_for(None))
-        self.span = tracer.start_span(self.name, context=parent, attributes=attrs)
+        self.span = tracing.tracer.start_span(self.name, context=parent, attributes=attrs)
         self._ctx = otel_context.set_value(
             STEP_KEY, self, trace.set_span_in_context(self.span, parent)
         )
@@ -200,7 +205,7 @@ class Step:
 class StepSpec:
     """What :func:`step` returns: a decorator, and a ``with``/``async with`` context."""
 
-    __slots__ = ("_error", "_tracer", "count_candidates", "name", "type")
+    __slots__ = ("_error", "_tracing", "count_candidates", "name", "type")
 
     def __init__(
         self,
@@ -210,7 +215,7 @@ class StepSpec:
         provider: trace.TracerProvider | None,
     ) -> None:
         self._error: Exception | None = None
-        self._tracer = tracer_for(provider) if provider is not None else None
+        self._tracing = tracing_for(provider) if provider is not None else None
         try:
             self.type = validate_step_type(step_type)
             if name is not None and not isinstance(name, str):
@@ -230,7 +235,7 @@ class StepSpec:
         step = Step(self, name, self.type)
         try:
             counted = _count_in(args, kwargs or {}) if self.count_candidates else None
-            return step._open(self._tracer, counted)
+            return step._open(self._tracing, counted)
         except Exception:
             COUNTERS.add("internal_errors")
             log.error("step-open", "xray: starting a step failed", exc=True)
