@@ -170,7 +170,8 @@ def configure(
         artifact_uploader: optional store for oversized artifacts (see ``ArtifactUploader``).
         span_exporter: export with this instead of OTLP (tests, custom backends).
         export: ``False`` adds only ``XRaySpanProcessor`` (another exporter already ships
-            the spans, e.g. under ``opentelemetry-instrument``).
+            the spans, e.g. under ``opentelemetry-instrument``). ``OTEL_SDK_DISABLED=true``
+            has the same effect, and the SDK's tracers record nothing.
         tracer_provider: add to this provider instead of the global one.
         set_global: make a provider created here the global one.
 
@@ -197,7 +198,9 @@ def configure(
             log.warning("reconfigure", "xray: configure() called again; keeping the first setup")
             return _current.provider
         exporter = None
-        if export:
+        if export and _sdk_disabled():
+            log.debug("sdk-disabled", "xray: OTEL_SDK_DISABLED=true; nothing will be exported")
+        elif export:
             exporter = span_exporter if span_exporter is not None else _otlp_exporter(options)
         processor = XRaySpanProcessor(
             max_value_bytes=max_value_bytes, artifact_uploader=artifact_uploader,
@@ -216,6 +219,11 @@ def configure(
         _current = _Setup(provider, owned, processor, batch, options.exit_timeout_s)
         _install_exit_hook()
     return provider
+
+
+def _sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``: the SDK hands out no-op tracers, so no export thread."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def _batch_processor(exporter: SpanExporter, options: ExportOptions) -> BoundedBatchSpanProcessor:

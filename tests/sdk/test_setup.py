@@ -264,3 +264,22 @@ def test_configure_adds_to_an_existing_global_sdk_provider() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_otel_sdk_disabled_records_and_exports_nothing(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    exporter = InMemorySpanExporter()
+    provider = xray.configure(span_exporter=exporter, set_global=False)
+    assert _setup._current is not None and _setup._current.batch is None  # no export thread
+
+    @xray.step("filter")
+    def keep(items: list[int]) -> list[int]:
+        xray.record(candidates_in=len(items))
+        return items[:1]
+
+    with xray.run("off", tracer_provider=provider) as run, xray.step("rank") as step:
+        assert keep([1, 2]) == [1]
+        assert not run.span.is_recording() and not step.span.is_recording()
+    assert xray.flush() is True and exporter.get_finished_spans() == ()
