@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import xray_otel as xray
+from collector_service.config import CollectorConfig
+from collector_service.server import CollectorThread
 from tests.fix_collector import RunningCollector
+from xray_otel import _shed
 
 SEED_QUERY = """
 SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio
@@ -102,3 +108,47 @@ def test_pipeline_to_query(protocol: str, collector: RunningCollector,
                           (run_id,)).fetchone()
     assert artifact == ("xray.artifact.prompt", "Keywords for Slim phone case")
     assert json.dumps(steps)  # every stored value is plain JSON-able data
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_collector_outage_sheds_steps_then_recovers(
+    db: psycopg.Connection, migrated_url: str, tmp_path: Path
+) -> None:
+    """The real gRPC exporter against a port where the collector starts late."""
+    port = _free_port()
+    provider = xray.configure(
+        service_name="outage", endpoint=f"http://127.0.0.1:{port}", insecure=True,
+        set_global=False, max_queue_size=16, max_export_batch_size=8,
+        schedule_delay_millis=20, export_timeout=1,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _shed.shedding(provider):  # the queue fills, the exports fail
+            assert time.monotonic() < deadline, xray.stats()
+            pipeline("B0DOWN", provider)
+        before = xray.stats()
+        shed_run = pipeline("B0SHED", provider)  # runs as usual, builds no spans
+        assert (xray.stats() - before).dropped == 6
+
+        config = CollectorConfig(database_url=migrated_url, data_dir=tmp_path / "xray",
+                                 grpc_port=port, http_port=0)
+        with CollectorThread(config):
+            assert xray.flush(timeout=30) is True  # the queued spans get through
+            assert not _shed.shedding(provider)
+            recovered = pipeline("B0BACK", provider)
+            assert xray.flush(timeout=30) is True
+    finally:
+        xray.shutdown()
+
+    steps = db.execute("SELECT seq, step_name FROM xray_steps WHERE run_id = %s ORDER BY seq",
+                       (recovered,)).fetchall()
+    assert steps == [(1, "generate_keywords"), (2, "search"), (3, "filter_candidates"),
+                     (4, "rank"), (5, "pick")]
+    assert db.execute("SELECT count(*) FROM xray_steps WHERE run_id = %s",
+                      (shed_run,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM xray_runs WHERE entity = 'B0DOWN'").fetchone()[0] > 0
