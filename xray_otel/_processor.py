@@ -32,7 +32,7 @@ from typing import Final
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from xray_otel._context import TRACER_NAME, current_run
+from xray_otel._context import RUN_KEY, TRACER_NAME, current_run
 from xray_otel._guard import (
     DEFAULT_MAX_ARTIFACT_BYTES,
     DEFAULT_MAX_VALUE_BYTES,
@@ -110,6 +110,10 @@ class XRaySpanProcessor(SpanProcessor):
         if self._shutdown:
             return
         try:
+            scope = span.instrumentation_scope
+            own = scope is not None and scope.name == TRACER_NAME
+            if own and parent_context is not None and RUN_KEY in parent_context:
+                return  # a step of X-Ray's inside a run: stamped and guarded at creation
             attrs = span.attributes
             if not attrs:
                 return
@@ -118,8 +122,7 @@ class XRaySpanProcessor(SpanProcessor):
                     self._stamp_step(span, attrs, parent_context)
             elif RUN_PIPELINE in attrs and RUN_ID not in attrs:
                 span.set_attribute(RUN_ID, _trace_run_id(span) or "")
-            scope = span.instrumentation_scope
-            if scope is None or scope.name != TRACER_NAME:
+            if not own:
                 self._guard_values(span, attrs)
         except Exception:
             COUNTERS.add("internal_errors")
