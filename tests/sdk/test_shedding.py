@@ -48,6 +48,24 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -
         time.sleep(0.01)
 
 
+@pytest.fixture
+def failing_setup(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TracerProvider, Switchable]:
+    """``configure()`` with a small queue and an exporter that fails until switched.
+
+    The cool-down is made long, so the queue never reopens mid-test: only ``flush()``
+    retries.
+    """
+    monkeypatch.setattr(_export, "MIN_COOLDOWN_S", 3600.0)
+    exporter = Switchable()
+    provider = xray.configure(
+        span_exporter=exporter, set_global=False, max_queue_size=8, max_export_batch_size=4,
+        schedule_delay_millis=10,
+    )
+    return provider, exporter
+
+
 @xray.step("filter", name="keep")
 def keep(items: list[int]) -> list[int]:
     xray.record(candidates_in=len(items), candidates_out=1, why="first only")
@@ -100,14 +118,9 @@ def test_a_failing_exporter_with_room_in_the_queue_does_not_shed() -> None:
 
 
 def test_shed_steps_run_unchanged_count_as_dropped_and_stop_when_the_collector_returns(
-    configured: None, monkeypatch: pytest.MonkeyPatch
+    failing_setup: tuple[TracerProvider, Switchable],
 ) -> None:
-    monkeypatch.setattr(_export, "MIN_COOLDOWN_S", 3600.0)  # only flush() retries
-    exporter = Switchable()
-    provider = xray.configure(
-        span_exporter=exporter, set_global=False, max_queue_size=8, max_export_batch_size=4,
-        schedule_delay_millis=10,
-    )
+    provider, exporter = failing_setup
     assert _setup._current is not None and _setup._current.owns_provider
     _wait_for(lambda: _runs(provider, 1) == [[0]] and _shed.shedding(provider), "shedding")
 
@@ -146,14 +159,9 @@ def test_shed_steps_run_unchanged_count_as_dropped_and_stop_when_the_collector_r
 
 
 def test_seq_keeps_counting_through_shed_steps(
-    configured: None, monkeypatch: pytest.MonkeyPatch
+    failing_setup: tuple[TracerProvider, Switchable],
 ) -> None:
-    monkeypatch.setattr(_export, "MIN_COOLDOWN_S", 3600.0)  # only flush() retries
-    exporter = Switchable()
-    provider = xray.configure(
-        span_exporter=exporter, set_global=False, max_queue_size=8, max_export_batch_size=4,
-        schedule_delay_millis=10,
-    )
+    provider, exporter = failing_setup
     calls = 0
 
     def call_keep() -> bool:
