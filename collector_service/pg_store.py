@@ -1,8 +1,10 @@
 """Write mapped batches to Postgres: one transaction per export request.
 
-The batch is written with one statement per table (rows as arrays). If Postgres
-rejects the batch because of one row's data, the batch is written again row by row,
-each in a savepoint, so one bad span never sinks the others. Connection failures and
+Runs and artifacts are written with one statement per table (rows as arrays); steps,
+the bulk, go by ``COPY`` into a staging table and on with one ``INSERT ... SELECT``
+that skips replays. If Postgres rejects the batch because of one row's data, the batch
+is written again row by row, each in a savepoint, so one bad span never sinks the
+others. Connection failures and
 timeouts become :class:`StorageUnavailable`, which the receivers turn into a
 retryable OTLP status.
 """
@@ -144,7 +146,11 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
         if runs:
             await cur.execute(_QUERIES["upsert_runs"], _run_columns(runs))
         if steps:
-            await cur.execute(_QUERIES["insert_steps"], _step_columns(steps))
+            await cur.execute(_QUERIES["stage_steps_table"])
+            async with cur.copy(_QUERIES["copy_steps"]) as copy:
+                for step in steps:
+                    await copy.write_row(_step_values(step))
+            await cur.execute(_QUERIES["insert_steps"])
             inserted = max(cur.rowcount, 0)
         completed = [run.run_id for run in runs if run.from_run_span]
         if completed:
@@ -180,30 +186,14 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
     }
 
 
-def _step_columns(steps: Sequence[StepRow]) -> dict[str, list[Any]]:
-    return {
-        "run_id": [s.run_id for s in steps],
-        "seq": [s.seq for s in steps],
-        "step_name": [s.step_name for s in steps],
-        "step_type": [s.step_type for s in steps],
-        "pipeline": [s.pipeline for s in steps],
-        "candidates_in": [s.candidates_in for s in steps],
-        "candidates_out": [s.candidates_out for s in steps],
-        "why": [s.why for s in steps],
-        "why_json": [_json(s.why_json) for s in steps],
-        "input": [_json(s.input) for s in steps],
-        "output": [_json(s.output) for s in steps],
-        "metrics": [_json(s.metrics) for s in steps],
-        "status": [s.status for s in steps],
-        "error": [s.error for s in steps],
-        "started_at": [s.started_at for s in steps],
-        "ended_at": [s.ended_at for s in steps],
-        "trace_id": [s.trace_id for s in steps],
-        "span_id": [s.span_id for s in steps],
-        "parent_span_id": [s.parent_span_id for s in steps],
-        "attributes": [_json(s.attributes) for s in steps],
-        "ingest_warnings": [_adjustments(s) for s in steps],
-    }
+def _step_values(s: StepRow) -> tuple[Any, ...]:
+    """One row for ``COPY xray_steps_incoming``, in that table's column order."""
+    return (
+        s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
+        s.candidates_out, s.why, _json(s.why_json), _json(s.input), _json(s.output),
+        _json(s.metrics), s.status, s.error, s.started_at, s.ended_at, s.trace_id,
+        s.span_id, s.parent_span_id, _json(s.attributes), _adjustments(s),
+    )
 
 
 def _artifact_columns(refs: Sequence[ArtifactRef]) -> dict[str, list[Any]]:

@@ -1,6 +1,7 @@
 -- Named queries used by collector_service.pg_store. Each block starts with `-- name: NAME`.
--- Rows arrive as parallel arrays (one per column) and are expanded with unnest():
--- one round trip per statement, whatever the batch size.
+-- Steps arrive by COPY (see stage_steps_table); runs and artifacts, far fewer, as
+-- parallel arrays (one per column) expanded with unnest(): one round trip per
+-- statement, whatever the batch size.
 
 -- name: upsert_runs
 -- A run row comes from its run span (span_id set) or is provisional, implied by steps.
@@ -50,6 +51,23 @@ WHERE (EXCLUDED.span_id IS NOT NULL
    OR (r.pipeline IS NULL AND EXCLUDED.pipeline IS NOT NULL)
    OR (r.entity IS NULL AND EXCLUDED.entity IS NOT NULL)
 
+-- name: stage_steps_table
+-- Steps travel by COPY, the fastest way into Postgres, into this temporary table (it
+-- empties at every commit), and go on to xray_steps with one INSERT ... SELECT, since
+-- COPY alone cannot skip replayed spans. Created on first use in each session, so it
+-- also works behind a transaction-pooling proxy. Column order = StepRow.copy_values().
+SET LOCAL client_min_messages = warning;
+CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
+    run_id text, seq int, step_name text, step_type text, pipeline text,
+    candidates_in bigint, candidates_out bigint, why text, why_json text, input text,
+    output text, metrics text, status text, error text, started_at timestamptz,
+    ended_at timestamptz, trace_id text, span_id text, parent_span_id text,
+    attributes text, ingest_warnings text
+) ON COMMIT DELETE ROWS
+
+-- name: copy_steps
+COPY xray_steps_incoming FROM STDIN
+
 -- name: insert_steps
 -- A step without its own pipeline takes its run's. A replayed span changes nothing.
 INSERT INTO xray_steps (
@@ -60,17 +78,7 @@ SELECT s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipelin
        s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
        s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
        s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
-FROM unnest(
-    %(run_id)s::text[], %(seq)s::int[], %(step_name)s::text[], %(step_type)s::text[],
-    %(pipeline)s::text[], %(candidates_in)s::bigint[], %(candidates_out)s::bigint[],
-    %(why)s::text[], %(why_json)s::text[], %(input)s::text[], %(output)s::text[],
-    %(metrics)s::text[], %(status)s::text[], %(error)s::text[],
-    %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[], %(trace_id)s::text[],
-    %(span_id)s::text[], %(parent_span_id)s::text[], %(attributes)s::text[],
-    %(ingest_warnings)s::text[]
-) AS s(run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
-       why, why_json, input, output, metrics, status, error, started_at, ended_at,
-       trace_id, span_id, parent_span_id, attributes, ingest_warnings)
+FROM xray_steps_incoming s
 LEFT JOIN xray_runs r ON r.run_id = s.run_id
 ORDER BY s.trace_id, s.span_id
 ON CONFLICT (trace_id, span_id) DO NOTHING
