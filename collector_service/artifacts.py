@@ -15,7 +15,6 @@ stored either way and the downgrade is visible on its rows and counted.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 from collector_service.artifact_store import ArtifactStore, artifact_id
 from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, RunRow, StepRow
 from collector_service.stats import IngestStats
+from collector_service.values import compact_json
 from xray_otel import conventions as c
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class Owner(NamedTuple):
 
 
 def _encode_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(value).encode()
 
 
 class ArtifactOffloader:

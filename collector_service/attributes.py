@@ -118,20 +118,25 @@ class SpanAttributes:
     def json_object(self, name: str) -> dict[str, Any] | None:
         """``why_json``: a string holding a JSON object (a native OTLP map is accepted too)."""
         value = self._take(name)
+        plain = False
         if isinstance(value, str | bytes):
+            text = self._as_text(name, value)
             try:
-                value = json.loads(self._as_text(name, value))
+                value = json.loads(text)
             except RecursionError:
                 self.reject(name, f"JSON nested deeper than {MAX_DEPTH} levels")
                 return None
             except ValueError:
                 self.reject(name, "not valid JSON")
                 return None
+            plain = _plain_json(text)
         if value is None:
             return None
         if not isinstance(value, dict):
             self.reject(name, f"expected a JSON object, got {_kind(value)}")
             return None
+        if plain:
+            return value
         structured: dict[str, Any] | None = self._structured(name, value)
         return structured
 
@@ -147,6 +152,8 @@ class SpanAttributes:
             except ValueError:
                 self._note(name, "not JSON; stored as a JSON string")
                 return text
+            if _plain_json(text):
+                return value
         return None if value is None else self._structured(name, value)
 
     def _structured(self, name: str, value: Any) -> Any:
@@ -199,6 +206,19 @@ class SpanAttributes:
             for note in sorted(set(notes)) if name not in already_noted else ():
                 self._note(name, note)
         return rest
+
+
+def _plain_json(text: str) -> bool:
+    """Whether JSON ``text`` that parsed is surely fit for ``jsonb`` as parsed: too few
+    brackets to nest past ``MAX_DEPTH``, no NUL escape, no ``NaN``/``Infinity``. A cheap,
+    conservative test (a ``{`` inside a string counts too) that spares the common case
+    the walk over every value; anything else takes that walk."""
+    return (
+        text.count("{") + text.count("[") <= MAX_DEPTH
+        and "\\u0000" not in text
+        and "NaN" not in text
+        and "Infinity" not in text
+    )
 
 
 def _kind(value: Any) -> str:

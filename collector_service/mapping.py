@@ -8,7 +8,7 @@ run span completes it whenever it comes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +55,7 @@ def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> Ma
                 else:
                     runs.append(map_run_span(span, service_name, received_at))
     return MappedBatch(
-        runs=tuple(merge_runs([*runs, *(run_from_step(s) for s in steps)])),
+        runs=tuple(merge_runs(runs, steps)),
         steps=tuple(steps),
         rejected=tuple(rejected),
         ignored_spans=ignored,
@@ -63,12 +63,13 @@ def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> Ma
 
 
 def _classify(span: Span) -> str | None:
-    keys = {kv.key for kv in span.attributes}
-    if c.STEP_TYPE in keys:
-        return "step"
-    if c.RUN_PIPELINE in keys:
-        return "run"
-    return None
+    kind = None
+    for kv in span.attributes:  # X-Ray's SDK sends the step type first
+        if kv.key == c.STEP_TYPE:
+            return "step"
+        if kv.key == c.RUN_PIPELINE:
+            kind = "run"
+    return kind
 
 
 def _identity_problem(span: Span) -> str | None:
@@ -140,36 +141,33 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime) ->
     )
 
 
-def run_from_step(step: StepRow) -> RunRow:
-    """The provisional run row a step implies, until its run span arrives."""
-    return RunRow(
-        run_id=step.run_id, pipeline=step.pipeline, entity=step.entity, status="pending",
-        error=None, started_at=step.started_at, ended_at=step.ended_at,
-        trace_id=step.trace_id, span_id=None, service_name=step.service_name,
-    )
-
-
-def merge_runs(runs: Iterable[RunRow]) -> list[RunRow]:
-    """One row per run id, sorted by run id: the run span wins, provisional rows widen times."""
+def merge_runs(run_spans: Iterable[RunRow], steps: Iterable[StepRow]) -> list[RunRow]:
+    """One row per run id, sorted by run id: the run span's row (the first, if several),
+    else a provisional row implied by the run's steps, until its run span arrives."""
     merged: dict[str, RunRow] = {}
-    for run in runs:
-        known = merged.get(run.run_id)
-        if known is None or (run.from_run_span and not known.from_run_span):
-            merged[run.run_id] = run
-        elif not run.from_run_span and not known.from_run_span:
-            merged[run.run_id] = _widen(known, run)
+    for run in run_spans:
+        merged.setdefault(run.run_id, run)
+    implied: dict[str, list[StepRow]] = {}
+    for step in steps:
+        if step.run_id not in merged:
+            implied.setdefault(step.run_id, []).append(step)
+    for run_id, group in implied.items():
+        merged[run_id] = _implied_run(group)
     return [merged[run_id] for run_id in sorted(merged)]
 
 
-def _widen(known: RunRow, other: RunRow) -> RunRow:
-    starts = [t for t in (known.started_at, other.started_at) if t is not None]
-    ends = [t for t in (known.ended_at, other.ended_at) if t is not None]
+def _implied_run(steps: Sequence[StepRow]) -> RunRow:
+    """A ``pending`` run spanning ``steps``, with the first names any of them carries."""
+    first = steps[0]
     return RunRow(
-        run_id=known.run_id, pipeline=known.pipeline or other.pipeline,
-        entity=known.entity or other.entity, status=known.status, error=None,
-        started_at=min(starts, default=None), ended_at=max(ends, default=None),
-        trace_id=known.trace_id, span_id=None,
-        service_name=known.service_name or other.service_name,
+        run_id=first.run_id,
+        pipeline=next((s.pipeline for s in steps if s.pipeline), None),
+        entity=next((s.entity for s in steps if s.entity), None),
+        status="pending", error=None,
+        started_at=min(s.started_at for s in steps),
+        ended_at=max(s.ended_at for s in steps),
+        trace_id=first.trace_id, span_id=None,
+        service_name=next((s.service_name for s in steps if s.service_name), None),
     )
 
 

@@ -11,7 +11,6 @@ retryable OTLP status.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from collector_service.errors import StorageError, StorageUnavailable
 from collector_service.queries import load
 from collector_service.rows import ArtifactRef, RejectedSpan, RunRow, StepRow
+from collector_service.values import compact_json
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +161,7 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False,
-                                                 separators=(",", ":"))
+    return None if value is None else compact_json(value)
 
 
 def _adjustments(row: RunRow | StepRow) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -159,6 +160,27 @@ def test_absurdly_deep_json_is_not_stored_as_structure() -> None:
     assert "deeper" in problems(step)[c.STEP_WHY_JSON]
     assert step.attributes[c.STEP_WHY_JSON] == deep
     assert "native" in problems(step)
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "problem"),
+    [
+        ('{"score": NaN}', {"score": "nan"}, "non-finite"),
+        ('{"k": "a\\u0000b"}', {"k": "a\ufffdb"}, "NUL"),
+        ('{"a": ' * 40 + "1" + "}" * 40, None, "deeper"),
+        ('{"note": "' + "{" * 40 + '"}', {"note": "{" * 40}, None),  # only looks deep
+    ],
+)
+def test_json_text_is_checked_whatever_its_shape(
+    text: str, column: object, problem: str | None
+) -> None:
+    step = map_one_step({c.STEP_WHY_JSON: text, c.STEP_OUTPUT: text})
+    assert step.why_json == column and step.output == column
+    noted = problems(step)
+    if problem is None:
+        assert not noted
+    else:
+        assert problem in noted[c.STEP_WHY_JSON] and problem in noted[c.STEP_OUTPUT]
 
 
 def test_spans_without_a_usable_identity_are_rejected() -> None:
