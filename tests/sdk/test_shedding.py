@@ -48,6 +48,20 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -
         time.sleep(0.01)
 
 
+def _shed_steadily(provider: TracerProvider, produce: Callable[[], object]) -> None:
+    """``produce()`` spans until X-Ray sheds, and still sheds once the export worker had
+    time to take its next batch (which frees room in the queue once, after the first
+    failure; with the long cool-down of ``failing_setup`` it then waits)."""
+    deadline = time.monotonic() + 10
+    while True:
+        produce()
+        if _shed.shedding(provider):
+            time.sleep(0.05)  # the worker's turn
+            if _shed.shedding(provider):
+                return
+        assert time.monotonic() < deadline, "timed out waiting for shedding"
+
+
 @pytest.fixture
 def failing_setup(
     configured: None, monkeypatch: pytest.MonkeyPatch
@@ -122,7 +136,7 @@ def test_shed_steps_run_unchanged_count_as_dropped_and_stop_when_the_collector_r
 ) -> None:
     provider, exporter = failing_setup
     assert _setup._current is not None and _setup._current.owns_provider
-    _wait_for(lambda: _runs(provider, 1) == [[0]] and _shed.shedding(provider), "shedding")
+    _shed_steadily(provider, lambda: _runs(provider, 1))
 
     before = xray.stats()
     user_tracer = provider.get_tracer("user-code")
@@ -170,7 +184,7 @@ def test_seq_keeps_counting_through_shed_steps(
         return keep([calls]) == [calls]
 
     with xray.run("long", tracer_provider=provider) as run:
-        _wait_for(lambda: call_keep() and _shed.shedding(provider), "shedding")
+        _shed_steadily(provider, call_keep)
         shed_seqs = {calls + 1, calls + 2}
         call_keep(), call_keep()
         exporter.result = SpanExportResult.SUCCESS
