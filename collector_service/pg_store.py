@@ -4,9 +4,8 @@ Runs and artifacts are written with one statement per table (rows as arrays); st
 the bulk, go by ``COPY`` into a staging table and on with one ``INSERT ... SELECT``
 that skips replays. If Postgres rejects the batch because of one row's data, the batch
 is written again row by row, each in a savepoint, so one bad span never sinks the
-others. Connection failures and
-timeouts become :class:`StorageUnavailable`, which the receivers turn into a
-retryable OTLP status.
+others. Connection failures and timeouts become :class:`StorageUnavailable`, which the
+receivers turn into a retryable OTLP status.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ RUN_KEY: Final = otel_context.create_key("xray-run")
 STEP_KEY: Final = otel_context.create_key("xray-step")
 
 
-
 class Tracing(NamedTuple):
     """The provider a run or step creates its span with, and X-Ray's tracer from it."""
 

@@ -55,7 +55,8 @@ WHERE (EXCLUDED.span_id IS NOT NULL
 -- Steps travel by COPY, the fastest way into Postgres, into this temporary table (it
 -- empties at every commit), and go on to xray_steps with one INSERT ... SELECT, since
 -- COPY alone cannot skip replayed spans. Created on first use in each session, so it
--- also works behind a transaction-pooling proxy. Column order = StepRow.copy_values().
+-- also works behind a transaction-pooling proxy. Emptied first as well: the row-by-row
+-- fallback stages many times in one transaction. Column order = pg_store._step_values().
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
     run_id text, seq int, step_name text, step_type text, pipeline text,
@@ -63,7 +64,8 @@ CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
     output text, metrics text, status text, error text, started_at timestamptz,
     ended_at timestamptz, trace_id text, span_id text, parent_span_id text,
     attributes text, ingest_warnings text
-) ON COMMIT DELETE ROWS
+) ON COMMIT DELETE ROWS;
+DELETE FROM xray_steps_incoming
 
 -- name: copy_steps
 COPY xray_steps_incoming FROM STDIN
