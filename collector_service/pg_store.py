@@ -111,6 +111,10 @@ class PostgresStore:
             async with self._connection() as conn, conn.transaction():
                 inserted = await _write_rows(conn, runs, steps, artifacts)
             return WriteResult(inserted)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StorageError(
+                "the collector's database role lacks a privilege (it needs to write the"
+                f" xray_* tables and TEMPORARY on the database): {exc}") from exc
         except psycopg.ProgrammingError as exc:
             raise StorageError(f"schema mismatch (run `xray migrate`?): {exc}") from exc
 
