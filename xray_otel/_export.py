@@ -106,7 +106,6 @@ class CountingSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_since = 0.0
-        self._failing = False
         self._shutdown_once = threading.Lock()
         self._shut = False
 
@@ -144,10 +143,8 @@ class CountingSpanExporter(SpanExporter):
             if result is SpanExportResult.SUCCESS:
                 self._counters.add("exported", n)
                 self._cooldown_s = 0.0
-                self._failing = False
                 return result
             self._counters.add("failed", n)
-            self._failing = True
             if self._final:  # shutting down and the collector just failed: stop trying
                 self._aborted = True
             self._cooldown_s = min(MAX_COOLDOWN_S, max(MIN_COOLDOWN_S, self._cooldown_s * 2))
@@ -159,7 +156,7 @@ class CountingSpanExporter(SpanExporter):
         """Whether the collector looks unreachable: the last export failed, or the current
         one has run longer than :data:`STRUGGLING_AFTER_S`. Lock-free (a stale read is
         harmless); called on the pipeline's thread."""
-        if self._failing:
+        if self._cooldown_s:  # set by a failure, cleared by a success
             return True
         return bool(self._in_flight) and (
             time.monotonic() - self._in_flight_since > STRUGGLING_AFTER_S
