@@ -1,7 +1,8 @@
-"""A real collector (gRPC and HTTP on loopback) over the test database."""
+"""A real collector (gRPC and HTTP on loopback) over the test database, and a closed port."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,3 +35,11 @@ def collector(db: psycopg.Connection, migrated_url: str,
                              grpc_port=0, http_port=0)
     with CollectorThread(config) as endpoints:
         yield RunningCollector(endpoints, config.data_dir)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

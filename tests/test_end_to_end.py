@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -110,17 +109,11 @@ def test_pipeline_to_query(protocol: str, collector: RunningCollector,
     assert json.dumps(steps)  # every stored value is plain JSON-able data
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_collector_outage_sheds_steps_then_recovers(
-    db: psycopg.Connection, migrated_url: str, tmp_path: Path
+    db: psycopg.Connection, migrated_url: str, tmp_path: Path, closed_port: int
 ) -> None:
     """The real gRPC exporter against a port where the collector starts late."""
-    port = _free_port()
+    port = closed_port
     provider = xray.configure(
         service_name="outage", endpoint=f"http://127.0.0.1:{port}", insecure=True,
         set_global=False, max_queue_size=16, max_export_batch_size=8,

@@ -71,14 +71,6 @@ def configured() -> Iterator[None]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A loopback port with nothing listening (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def hanging_port() -> Iterator[int]:
     """A loopback port that accepts TCP connections (kernel backlog) and never answers."""
     with socket.socket() as sock:

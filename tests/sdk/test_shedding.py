@@ -52,14 +52,15 @@ def _shed_steadily(provider: TracerProvider, produce: Callable[[], object]) -> N
     """``produce()`` spans until X-Ray sheds, and still sheds once the export worker had
     time to take its next batch (which frees room in the queue once, after the first
     failure; with the long cool-down of ``failing_setup`` it then waits)."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def sheds_after_the_workers_turn() -> bool:
         produce()
-        if _shed.shedding(provider):
-            time.sleep(0.05)  # the worker's turn
-            if _shed.shedding(provider):
-                return
-        assert time.monotonic() < deadline, "timed out waiting for shedding"
+        if not _shed.shedding(provider):
+            return False
+        time.sleep(0.05)  # the worker's turn
+        return _shed.shedding(provider)
+
+    _wait_for(sheds_after_the_workers_turn, "shedding")
 
 
 @pytest.fixture
