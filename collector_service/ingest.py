@@ -98,7 +98,6 @@ class Ingestor:
             message=describe(rejected, adjusted),
         )
 
-
     def _count(self, outcome: IngestOutcome) -> None:
         stats = self.stats
         stats.requests += 1
