@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from collector_service.embedded import EmbeddedPostgres
+from collector_service.store.embedded import EmbeddedPostgres
 
 
 class BenchmarkError(RuntimeError):

@@ -2,23 +2,48 @@
 
 Run it with ``xray collector``; embed it with :class:`CollectorThread` (synchronous
 programs) or :class:`Collector` (asyncio).
+
+The package is laid out in rooms whose imports point one way::
+
+    cli ──▶ server ──▶ receive ──▶ ingest ──▶ store ──▶ telemetry, config, errors
+
+``receive`` holds the transports (OTLP/gRPC, OTLP/HTTP, artifacts), ``ingest`` the
+pure decode-and-map path and artifact offloading, ``store`` everything that touches
+Postgres or artifact storage, ``telemetry`` what the collector says about itself.
+Names below are imported on first use, so ``import collector_service`` is cheap.
 """
 
 from __future__ import annotations
 
-from collector_service.config import CollectorConfig
-from collector_service.errors import (
-    ConfigError,
-    DecodeError,
-    EmbeddedDatabaseError,
-    MigrationError,
-    Overloaded,
-    StorageError,
-    StorageUnavailable,
-    XRayError,
-)
-from collector_service.migrate import apply_migrations
-from collector_service.server import Collector, CollectorThread, Endpoints
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collector_service.config import CollectorConfig
+    from collector_service.errors import (
+        ConfigError,
+        DecodeError,
+        EmbeddedDatabaseError,
+        MigrationError,
+        Overloaded,
+        StorageError,
+        StorageUnavailable,
+        XRayError,
+    )
+    from collector_service.server import Collector, CollectorThread, Endpoints
+    from collector_service.store.migrate import apply_migrations
+
+_WHERE = {
+    "Collector": "collector_service.server",
+    "CollectorThread": "collector_service.server",
+    "Endpoints": "collector_service.server",
+    "CollectorConfig": "collector_service.config",
+    "apply_migrations": "collector_service.store.migrate",
+    **dict.fromkeys(
+        ["ConfigError", "DecodeError", "EmbeddedDatabaseError", "MigrationError",
+         "Overloaded", "StorageError", "StorageUnavailable", "XRayError"],
+        "collector_service.errors"),
+}
 
 __all__ = [
     "Collector",
@@ -35,3 +60,11 @@ __all__ = [
     "XRayError",
     "apply_migrations",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'collector_service' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

@@ -15,34 +15,17 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 
-from collector_service import artifact_http, grpc_receiver, http_receiver
-from collector_service.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
-from collector_service.artifacts import ArtifactOffloader, OffloadPolicy
 from collector_service.config import CollectorConfig
-from collector_service.embedded import EmbeddedPostgres
-from collector_service.ingest import Ingestor
-from collector_service.migrate import apply_migrations
-from collector_service.pg_store import PostgresStore
-from collector_service.stats import IngestStats
+from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
+from collector_service.ingest.pipeline import Ingestor
+from collector_service.receive import artifact_http, otlp_grpc, otlp_http
+from collector_service.store.artifacts import build_artifact_store
+from collector_service.store.embedded import EmbeddedPostgres, resolve_database
+from collector_service.store.migrate import apply_migrations
+from collector_service.store.postgres import PostgresStore
+from collector_service.telemetry.stats import IngestStats
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_database(config: CollectorConfig) -> tuple[str, EmbeddedPostgres | None]:
-    """The database URL to use: the configured one, or the embedded server's."""
-    if config.database_url:
-        return config.database_url, None
-    embedded = EmbeddedPostgres(config.data_dir / "postgres")
-    return embedded.start(), embedded
-
-
-def build_artifact_store(config: CollectorConfig) -> ArtifactStore:
-    """The artifact store the configuration names."""
-    if config.artifact_store == "s3":
-        assert config.s3_bucket is not None  # CollectorConfig refuses s3 without a bucket
-        return S3ArtifactStore(config.s3_bucket, config.s3_prefix, config.s3_endpoint_url,
-                               timeout_s=config.artifact_timeout)
-    return LocalArtifactStore(config.local_artifact_dir)
 
 
 @dataclass
@@ -81,10 +64,10 @@ class Collector:
         self._offloader = ArtifactOffloader(artifacts, policy, stats)
         ingestor = Ingestor(self._store, self._offloader, max_inflight=config.max_inflight,
                             stats=stats)
-        self._grpc, grpc_port = grpc_receiver.build_server(
+        self._grpc, grpc_port = otlp_grpc.build_server(
             ingestor.ingest, config.host, config.grpc_port, config.max_request_bytes)
         await self._grpc.start()
-        app = http_receiver.build_app(
+        app = otlp_http.build_app(
             ingestor.ingest, self._store.check, config.max_request_bytes, stats,
             extra_routes=artifact_http.routes(artifacts, self._store))
         # Decompression happens in otlp.decompress, which enforces the size limit.

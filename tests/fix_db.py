@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from collector_service.embedded import EmbeddedPostgres
-from collector_service.migrate import apply_migrations
+from collector_service.store.embedded import EmbeddedPostgres
+from collector_service.store.migrate import apply_migrations
 
 TABLES = ("xray_artifacts", "xray_steps", "xray_runs")
 

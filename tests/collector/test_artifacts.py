@@ -17,7 +17,11 @@ import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
-from collector_service.artifact_store import (
+from collector_service.config import CollectorConfig
+from collector_service.ingest.mapping import map_request
+from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
+from collector_service.server import CollectorThread
+from collector_service.store.artifacts import (
     ArtifactCorrupted,
     ArtifactNotFound,
     LocalArtifactStore,
@@ -25,11 +29,7 @@ from collector_service.artifact_store import (
     artifact_id,
     verified,
 )
-from collector_service.artifacts import ArtifactOffloader, OffloadPolicy
-from collector_service.config import CollectorConfig
-from collector_service.mapping import map_request
-from collector_service.rows import StepRow
-from collector_service.server import CollectorThread
+from collector_service.store.rows import StepRow
 from tests.fix_collector import RunningCollector
 from tests.fix_s3 import S3Server
 from tests.otlp_builders import request, span

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
-from collector_service.cli import main
+from collector_service.cli.main import main
 from tests.fix_collector import RunningCollector
 from tests.fix_db import DatabaseFactory
 from tests.otlp_builders import new_trace_id, request, span

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from collector_service.mapping import map_request
+from collector_service.ingest.mapping import map_request
 from tests.collector.test_mapping import RECEIVED
 from tests.otlp_builders import request, span
 from xray_otel import conventions as c

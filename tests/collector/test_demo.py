@@ -47,7 +47,7 @@ def run_demo(databases: DatabaseFactory, data_dir: Path, *extra: str, runs: int 
     url = databases.create("xray_demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XRAY_", "OTEL_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "collector_service.cli", "demo", "--runs", str(runs),
+        [sys.executable, "-m", "collector_service.cli.main", "demo", "--runs", str(runs),
          "--polluted-every", str(polluted_every), *extra, "--database-url", url,
          "--data-dir", str(data_dir)],
         capture_output=True, text=True, timeout=120, env=env, cwd=data_dir)

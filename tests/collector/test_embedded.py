@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector_service.embedded import EmbeddedPostgres, _pgserver_available
 from collector_service.errors import EmbeddedDatabaseError
+from collector_service.store.embedded import EmbeddedPostgres, _pgserver_available
 
 
 def has_binaries() -> bool:

@@ -9,8 +9,8 @@ import pytest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from collector_service.mapping import map_request
-from collector_service.rows import StepRow
+from collector_service.ingest.mapping import map_request
+from collector_service.store.rows import StepRow
 from tests.otlp_builders import any_value, request, span
 from xray_otel import conventions as c
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from collector_service.errors import MigrationError
-from collector_service.migrate import apply_migrations, load_migrations, migrations_dir
+from collector_service.store.migrate import apply_migrations, load_migrations, migrations_dir
 from tests.fix_db import DatabaseFactory
 
 # The public interface analysts query: adding a column is fine, changing these is not.

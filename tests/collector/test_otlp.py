@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from collector_service.errors import DecodeError
-from collector_service.otlp import decode_json, decode_protobuf, decompress
+from collector_service.ingest.decode import decode_json, decode_protobuf, decompress
 from tests.otlp_builders import request, span
 from xray_otel import conventions as c
 

@@ -14,10 +14,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from collector_service.errors import StorageError
-from collector_service.mapping import map_request
-from collector_service.migrate import apply_migrations
-from collector_service.pg_store import PostgresStore, WriteResult
-from collector_service.rows import RunRow, StepRow
+from collector_service.ingest.mapping import map_request
+from collector_service.store.migrate import apply_migrations
+from collector_service.store.postgres import PostgresStore, WriteResult
+from collector_service.store.rows import RunRow, StepRow
 from tests.fix_db import DatabaseFactory
 from tests.otlp_builders import request, span
 from xray_otel import conventions as c

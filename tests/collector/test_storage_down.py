@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from psycopg import sql
 
 from collector_service.config import CollectorConfig
-from collector_service.migrate import apply_migrations
 from collector_service.server import CollectorThread, Endpoints
+from collector_service.store.migrate import apply_migrations
 from tests.collector.test_receivers import post
 from tests.fix_collector import RunningCollector
 from tests.fix_db import DatabaseFactory

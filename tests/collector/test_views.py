@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from collector_service.migrate import apply_migrations, load_migrations
+from collector_service.store.migrate import apply_migrations, load_migrations
 from tests.fix_collector import RunningCollector
 from tests.fix_db import DatabaseFactory
 from tests.otlp_builders import new_span_id, new_trace_id, request, span

@@ -8,7 +8,6 @@ record what changed.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from typing import Any
 
@@ -18,15 +17,6 @@ MAX_DEPTH = 32
 """Nesting deeper than this (in JSON or in OTLP arrays/maps) is not stored as structure."""
 
 NUL_REPLACEMENT = "\ufffd"
-
-
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (one shared encoder: ``json.dumps`` with options
-    builds a new encoder on every call, a cost paid per column of every row)."""
-    return _COMPACT.encode(value)
 
 
 class TooDeep(ValueError):

@@ -52,7 +52,7 @@ def migrations_dir() -> Path:
     packaged = resources.files("collector_service").joinpath("migrations")
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "migrations"
+    return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text (one shared encoder: ``json.dumps`` with options
+    builds a new encoder on every call, a cost paid per column of every row)."""
+    return _COMPACT.encode(value)
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from collector_service.artifact_store import (
+from collector_service.errors import StorageUnavailable
+from collector_service.store.artifacts import (
     ArtifactCorrupted,
     ArtifactNotFound,
     ArtifactStore,
     valid_artifact_id,
     verified,
 )
-from collector_service.errors import StorageUnavailable
-from collector_service.pg_store import PostgresStore
+from collector_service.store.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
 

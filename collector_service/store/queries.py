@@ -1,4 +1,4 @@
-"""Load the named SQL queries kept in ``collector_service/sql/*.sql``.
+"""Load the named SQL queries kept in ``collector_service/store/sql/*.sql``.
 
 Each query starts with a ``-- name: NAME`` line; the text up to the next one is the
 query. Keeping SQL in ``.sql`` files lets it be read, reviewed and run on its own.
@@ -16,7 +16,7 @@ _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 @cache
 def load(filename: str) -> dict[str, bytes]:
     """All named queries in ``sql/<filename>``, keyed by name."""
-    text = resources.files("collector_service").joinpath("sql", filename).read_text("utf-8")
+    text = resources.files("collector_service.store").joinpath("sql", filename).read_text("utf-8")
     parts = _NAME_LINE.split(text)
     queries: dict[str, bytes] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

@@ -6,12 +6,12 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from collector_service import cli_db
-from collector_service.cli_artifacts import parse_age
+from collector_service.cli import db as cli_db
+from collector_service.cli.artifacts import parse_age
+from collector_service.cli.tables import as_json, cell, table
 from collector_service.config import CollectorConfig
 from collector_service.errors import NotFound, XRayError
-from collector_service.queries import load
-from collector_service.tables import as_json, cell, table
+from collector_service.store.queries import load
 
 _QUERIES = load("inspect.sql")
 

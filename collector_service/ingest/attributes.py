@@ -13,8 +13,8 @@ import math
 import re
 from typing import Any
 
-from collector_service.rows import Adjustment
-from collector_service.values import MAX_DEPTH, clean_text, json_depth, to_json_safe
+from collector_service.ingest.values import MAX_DEPTH, clean_text, json_depth, to_json_safe
+from collector_service.store.rows import Adjustment
 from xray_otel import conventions as c
 
 MAX_RUN_ID_LENGTH = 256

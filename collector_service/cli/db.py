@@ -9,7 +9,7 @@ import psycopg
 
 from collector_service.config import CollectorConfig
 from collector_service.errors import StorageUnavailable
-from collector_service.server import resolve_database
+from collector_service.store.embedded import resolve_database
 
 
 @contextmanager

@@ -16,8 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector_service.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH, SpanAttributes
-from collector_service.rows import (
+from collector_service.ingest.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH, SpanAttributes
+from collector_service.ingest.values import TooDeep, from_any_value
+from collector_service.store.rows import (
     Adjustment,
     ArtifactValue,
     MappedBatch,
@@ -25,7 +26,6 @@ from collector_service.rows import (
     RunRow,
     StepRow,
 )
-from collector_service.values import TooDeep, from_any_value
 from xray_otel import conventions as c
 
 _ZERO_TRACE = bytes(16)

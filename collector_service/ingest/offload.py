@@ -21,10 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, TypeVar
 
-from collector_service.artifact_store import ArtifactStore, artifact_id
-from collector_service.rows import Adjustment, ArtifactRef, ArtifactValue, RunRow, StepRow
-from collector_service.stats import IngestStats
-from collector_service.values import compact_json
+from collector_service.store.artifacts import ArtifactStore, artifact_id
+from collector_service.store.rows import (
+    Adjustment,
+    ArtifactRef,
+    ArtifactValue,
+    RunRow,
+    StepRow,
+    compact_json,
+)
+from collector_service.telemetry.stats import IngestStats
 from xray_otel import conventions as c
 
 logger = logging.getLogger(__name__)

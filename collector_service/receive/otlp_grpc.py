@@ -20,8 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
-from collector_service.ingest import IngestOutcome
-from collector_service.otlp import decode_protobuf
+from collector_service.ingest.decode import decode_protobuf
+from collector_service.ingest.pipeline import IngestOutcome
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from collector_service.config import CollectorConfig
 from xray_otel.conventions import artifact_object_key
 
 _CHUNK = 1024 * 1024
@@ -188,6 +189,14 @@ class S3ArtifactStore:
         self._client.delete_object(Bucket=self.bucket, Key=object_key)
         return True
 
+
+def build_artifact_store(config: CollectorConfig) -> ArtifactStore:
+    """The artifact store the configuration names."""
+    if config.artifact_store == "s3":
+        assert config.s3_bucket is not None  # CollectorConfig refuses s3 without a bucket
+        return S3ArtifactStore(config.s3_bucket, config.s3_prefix, config.s3_endpoint_url,
+                               timeout_s=config.artifact_timeout)
+    return LocalArtifactStore(config.local_artifact_dir)
 
 def verified(key: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Pass ``chunks`` through; raise :class:`ArtifactCorrupted` at the end if the hash differs.

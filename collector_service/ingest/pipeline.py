@@ -18,12 +18,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector_service.artifacts import ArtifactOffloader
 from collector_service.errors import Overloaded, StorageUnavailable
-from collector_service.mapping import map_request
-from collector_service.pg_store import PostgresStore
-from collector_service.rows import RejectedSpan, RunRow, StepRow
-from collector_service.stats import IngestStats
+from collector_service.ingest.mapping import map_request
+from collector_service.ingest.offload import ArtifactOffloader
+from collector_service.store.postgres import PostgresStore
+from collector_service.store.rows import RejectedSpan, RunRow, StepRow
+from collector_service.telemetry.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,14 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
-from collector_service.ingest import IngestOutcome
-from collector_service.otlp import decode_json, decode_protobuf, decompress, encode_response
-from collector_service.stats import IngestStats
+from collector_service.ingest.decode import (
+    decode_json,
+    decode_protobuf,
+    decompress,
+    encode_response,
+)
+from collector_service.ingest.pipeline import IngestOutcome
+from collector_service.telemetry.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 

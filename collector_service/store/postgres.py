@@ -21,9 +21,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector_service.errors import StorageError, StorageUnavailable
-from collector_service.queries import load
-from collector_service.rows import ArtifactRef, RejectedSpan, RunRow, StepRow
-from collector_service.values import compact_json
+from collector_service.store.queries import load
+from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from collector_service.config import CollectorConfig
 from collector_service.errors import EmbeddedDatabaseError
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,13 @@ class EmbeddedPostgres:
             self._started_here = True
         return f"postgresql://postgres@/postgres?host={socket_dir}"
 
+
+def resolve_database(config: CollectorConfig) -> tuple[str, EmbeddedPostgres | None]:
+    """The database URL to use: the configured one, or the embedded server's."""
+    if config.database_url:
+        return config.database_url, None
+    embedded = EmbeddedPostgres(config.data_dir / "postgres")
+    return embedded.start(), embedded
 
 def _pgserver_available() -> bool:
     try:

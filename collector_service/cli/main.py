@@ -35,8 +35,8 @@ def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, config: CollectorConfig) -> int:
-    from collector_service.migrate import apply_migrations
-    from collector_service.server import resolve_database
+    from collector_service.store.embedded import resolve_database
+    from collector_service.store.migrate import apply_migrations
 
     url, embedded = resolve_database(config)
     try:
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="every Nth run has polluted keyword generation (3; 0: none)")
     demo.add_argument("--json", action="store_true", help="print the findings as JSON")
     _add_settings(demo, DB_SETTINGS)
-    demo.set_defaults(run=_lazy("collector_service.demo", "cmd_demo"))
+    demo.set_defaults(run=_lazy("collector_service.cli.demo", "cmd_demo"))
 
     _add_inspect_commands(commands)
     _add_artifact_commands(commands)
@@ -79,7 +79,7 @@ STORE_SETTINGS = ["artifact_store", "artifact_dir", "s3_bucket", "s3_prefix", "s
 
 
 def _add_inspect_commands(commands: Any) -> None:
-    from collector_service import cli_inspect
+    from collector_service.cli import inspect_runs as cli_inspect
 
     runs = commands.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--pipeline")
@@ -108,7 +108,7 @@ def _add_inspect_commands(commands: Any) -> None:
 
 
 def _add_artifact_commands(commands: Any) -> None:
-    from collector_service import cli_artifacts
+    from collector_service.cli import artifacts as cli_artifacts
 
     artifact = commands.add_parser("artifact", help="fetch stored evidence")
     verbs = artifact.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -23,8 +23,8 @@ import psycopg
 
 from collector_service.config import CollectorConfig
 from collector_service.errors import XRayError
-from collector_service.queries import load
 from collector_service.server import CollectorThread
+from collector_service.store.queries import load
 
 _QUERIES = load("demo.sql")
 
@@ -33,7 +33,7 @@ def example_pipeline() -> ModuleType:
     """The competitor-search example: packaged with the wheel, or from the source checkout."""
     packaged = resources.files("collector_service").joinpath("examples", "competitor_search")
     folder = Path(str(packaged)) if packaged.is_dir() else (
-        Path(__file__).resolve().parent.parent / "examples" / "competitor_search")
+        Path(__file__).resolve().parents[2] / "examples" / "competitor_search")
     spec = importlib.util.spec_from_file_location("xray_demo_pipeline", folder / "pipeline.py")
     if spec is None or spec.loader is None:
         raise XRayError(f"the example pipeline is missing from {folder}")

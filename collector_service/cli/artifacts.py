@@ -11,17 +11,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from collector_service import cli_db
-from collector_service.artifact_store import (
+from collector_service.cli import db as cli_db
+from collector_service.config import CollectorConfig
+from collector_service.errors import NotFound, XRayError
+from collector_service.store.artifacts import (
     ArtifactCorrupted,
     ArtifactNotFound,
+    build_artifact_store,
     valid_artifact_id,
     verified,
 )
-from collector_service.config import CollectorConfig
-from collector_service.errors import NotFound, XRayError
-from collector_service.queries import load
-from collector_service.server import build_artifact_store
+from collector_service.store.queries import load
 
 _QUERIES = load("retention.sql")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
