@@ -59,6 +59,40 @@ def _store_kind(text: str) -> str:
     return text
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """Comma-separated bearer tokens; each at least 16 characters, no spaces."""
+    tokens = tuple(t.strip() for t in text.split(",") if t.strip())
+    for token in tokens:
+        if len(token) < 16 or any(ch.isspace() for ch in token):
+            raise ValueError("each token needs at least 16 characters and no spaces")
+    return tokens
+
+
+def _headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key2=value2``, as ``OTEL_EXPORTER_OTLP_HEADERS`` writes them."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        pairs.append((key.strip().lower(), value.strip()))
+    return tuple(pairs)
+
+
+def _optional_port(text: str) -> int | None:
+    return None if text.strip() == "" else _port(text)
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -74,6 +108,12 @@ class Setting:
     env: str
     parse: Callable[[str], Any]
     help: str
+    flag_name: str | None = None
+    """The command-line flag without ``--``, when it differs from the field's name."""
+
+    @property
+    def flag(self) -> str:
+        return "--" + (self.flag_name or self.field.replace("_", "-"))
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -107,6 +147,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("artifact_timeout", "XRAY_ARTIFACT_TIMEOUT", _seconds,
             "seconds the store may take per artifact before it is kept as a summary"),
     Setting("log_level", "XRAY_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Setting("log_format", "XRAY_LOG_FORMAT", _choice("text", "json"),
+            "text for people, json for log pipelines (one object per line)"),
+    Setting("max_inflight_bytes", "XRAY_MAX_INFLIGHT_BYTES", _size,
+            "request bytes processed at once; more are refused with a retryable status"),
+    Setting("shutdown_grace", "XRAY_SHUTDOWN_GRACE", _seconds,
+            "seconds a stopping collector gives requests already received to finish"),
+    Setting("auth_tokens", "XRAY_AUTH_TOKENS", _tokens,
+            "bearer tokens accepted (comma-separated); `xray tokens` adds more without a restart",
+            flag_name="auth-token"),
+    Setting("tls_cert_file", "XRAY_TLS_CERT_FILE", Path,
+            "PEM certificate chain: serve gRPC and HTTP over TLS"),
+    Setting("tls_key_file", "XRAY_TLS_KEY_FILE", Path, "PEM private key of the certificate"),
+    Setting("tls_client_ca_file", "XRAY_TLS_CLIENT_CA_FILE", Path,
+            "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
+    Setting("forward_endpoint", "XRAY_FORWARD_ENDPOINT", str,
+            "pass every stored request on to this OTLP endpoint (Jaeger, Tempo, a Collector)"),
+    Setting("forward_protocol", "XRAY_FORWARD_PROTOCOL", _choice("grpc", "http/protobuf"),
+            "protocol of the forward endpoint: grpc or http/protobuf"),
+    Setting("forward_headers", "XRAY_FORWARD_HEADERS", _headers,
+            "headers sent upstream, as key=value,key2=value2"),
+    Setting("forward_queue_bytes", "XRAY_FORWARD_QUEUE_BYTES", _size,
+            "most bytes waiting to be forwarded; past it requests are dropped and counted"),
+    Setting("ui_port", "XRAY_UI_PORT", _optional_port,
+            "also serve the web viewer on this port (unset: no viewer)"),
 )
 
 
@@ -132,10 +196,32 @@ class CollectorConfig:
     max_artifact_bytes: int = 16 * 1024**2
     artifact_timeout: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    max_inflight_bytes: int = 256 * 1024**2
+    shutdown_grace: float = 10.0
+    auth_tokens: tuple[str, ...] = ()
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    forward_endpoint: str | None = None
+    forward_protocol: str = "grpc"
+    forward_headers: tuple[tuple[str, str], ...] = ()
+    forward_queue_bytes: int = 64 * 1024**2
+    ui_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.artifact_store == "s3" and not self.s3_bucket:
             raise ConfigError("XRAY_ARTIFACT_STORE=s3 needs XRAY_S3_BUCKET (--s3-bucket)")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("TLS needs both XRAY_TLS_CERT_FILE (--tls-cert-file) and "
+                              "XRAY_TLS_KEY_FILE (--tls-key-file)")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ConfigError("XRAY_TLS_CLIENT_CA_FILE (--tls-client-ca-file) needs TLS: "
+                              "set XRAY_TLS_CERT_FILE and XRAY_TLS_KEY_FILE too")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     @property
     def local_artifact_dir(self) -> Path:
@@ -154,7 +240,7 @@ class CollectorConfig:
             if setting.field not in known:
                 raise ConfigError(f"setting {setting.field} has no configuration field")
             if args.get(setting.field) is not None:
-                source, raw = "--" + setting.field.replace("_", "-"), args[setting.field]
+                source, raw = setting.flag, args[setting.field]
             elif environ.get(setting.env):
                 source, raw = setting.env, environ[setting.env]
             else:

@@ -23,7 +23,7 @@ Command = Callable[[argparse.Namespace, CollectorConfig], int]
 def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
     for setting in SETTINGS:
         if setting.field in names:
-            parser.add_argument("--" + setting.field.replace("_", "-"), dest=setting.field,
+            parser.add_argument(setting.flag, dest=setting.field,
                                 default=None, help=f"{setting.help} [{setting.env}]")
 
 

@@ -47,5 +47,25 @@ def test_every_setting_is_an_environment_variable_with_help() -> None:
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for setting in SETTINGS:
-        flag = "--" + setting.field.replace("_", "-")
-        assert f"| `{flag}` | `{setting.env}` |" in readme, setting.env
+        assert f"| `{setting.flag}` | `{setting.env}` |" in readme, setting.env
+
+
+def test_lists_and_choices() -> None:
+    config = CollectorConfig.from_sources({"auth_tokens": "a" * 16 + ", " + "b" * 20}, {
+        "XRAY_FORWARD_HEADERS": "Authorization=Bearer x, X-Scope=team",
+        "XRAY_FORWARD_PROTOCOL": "HTTP/protobuf", "XRAY_UI_PORT": "8080"})
+    assert config.auth_tokens == ("a" * 16, "b" * 20)
+    assert config.forward_headers == (("authorization", "Bearer x"), ("x-scope", "team"))
+    assert (config.forward_protocol, config.ui_port) == ("http/protobuf", 8080)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"XRAY_AUTH_TOKENS": "short"}, "XRAY_AUTH_TOKENS"),
+    ({"XRAY_FORWARD_HEADERS": "novalue"}, "XRAY_FORWARD_HEADERS"),
+    ({"XRAY_LOG_FORMAT": "xml"}, "XRAY_LOG_FORMAT"),
+    ({"XRAY_TLS_CERT_FILE": "/c.pem"}, "XRAY_TLS_KEY_FILE"),
+    ({"XRAY_TLS_CLIENT_CA_FILE": "/ca.pem"}, "XRAY_TLS_CERT_FILE"),
+])
+def test_bad_combinations_name_their_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        CollectorConfig.from_sources({}, env)
