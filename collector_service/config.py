@@ -46,6 +46,10 @@ def _size(text: str) -> int:
     return _positive(lowered)
 
 
+def _size_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _size(text)
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 < value <= 3600:
@@ -169,6 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
             "headers sent upstream, as key=value,key2=value2"),
     Setting("forward_queue_bytes", "XRAY_FORWARD_QUEUE_BYTES", _size,
             "most bytes waiting to be forwarded; past it requests are dropped and counted"),
+    Setting("spool_dir", "XRAY_SPOOL_DIR", Path,
+            "folder where requests wait, durably, while the database is unreachable "
+            "(default: <data dir>/spool)"),
+    Setting("spool_max_bytes", "XRAY_SPOOL_MAX_BYTES", _size_or_zero,
+            "most bytes spooled while the database is down; past it requests are refused "
+            "(0: no spool, refuse at once)"),
     Setting("ui_port", "XRAY_UI_PORT", _optional_port,
             "also serve the web viewer on this port (unset: no viewer)"),
 )
@@ -207,6 +217,8 @@ class CollectorConfig:
     forward_protocol: str = "grpc"
     forward_headers: tuple[tuple[str, str], ...] = ()
     forward_queue_bytes: int = 64 * 1024**2
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1024**3
     ui_port: int | None = None
 
     def __post_init__(self) -> None:
@@ -222,6 +234,10 @@ class CollectorConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    @property
+    def local_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
 
     @property
     def local_artifact_dir(self) -> Path:
