@@ -6,7 +6,9 @@
     ├── DecodeError                a payload that is not an OTLP export request
     ├── StorageError               the database cannot be written or read
     │   └── StorageUnavailable     transient: the caller should retry later
-    ├── Overloaded                 too many requests in flight: retry after a pause
+    ├── SpoolFull                  the outage spool has no room for another request
+    ├── Overloaded                 too many requests or bytes in flight: retry after a pause
+    ├── ShuttingDown               the collector is stopping: retry (at another replica)
     ├── NotFound                   a run or artifact asked for by id does not exist
     └── EmbeddedDatabaseError      the embedded PostgreSQL could not be started
 
@@ -40,11 +42,23 @@ class StorageUnavailable(StorageError):
     """Postgres is unreachable or overloaded; retrying later may succeed."""
 
 
+class SpoolFull(XRayError):
+    """The outage spool has no room for another request (or is disabled)."""
+
+
 class Overloaded(XRayError):
-    """Too many requests in flight; the client should retry after ``retry_after_s``."""
+    """Too much in flight; the client should retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float, why: str = "too many requests in flight") -> None:
+        super().__init__(f"collector overloaded ({why}); retry in {retry_after_s:g}s")
+        self.retry_after_s = retry_after_s
+
+
+class ShuttingDown(XRayError):
+    """The collector is stopping; the client should retry, here later or at another replica."""
 
     def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"collector overloaded; retry in {retry_after_s:g}s")
+        super().__init__(f"collector is shutting down; retry in {retry_after_s:g}s")
         self.retry_after_s = retry_after_s
 
 

@@ -2,6 +2,11 @@
 
 ``Collector`` is the asyncio object; ``CollectorThread`` runs one on a background
 thread for embedding in synchronous programs (the demo, tests, benchmarks).
+
+Stopping is a drain: readiness and gRPC health turn NOT_SERVING, new requests are
+refused as retryable, requests already received get the grace period to finish (those
+still running then are cancelled and answered UNAVAILABLE, so the client retries), then
+the servers, the pool and the embedded database close.
 """
 
 from __future__ import annotations
@@ -10,12 +15,16 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from aiohttp import web
+from grpc_health.v1._async import HealthServicer
 
 from collector_service.config import CollectorConfig
+from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, otlp_grpc, otlp_http
@@ -23,9 +32,12 @@ from collector_service.store.artifacts import build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
 from collector_service.store.postgres import PostgresStore
-from collector_service.telemetry.stats import IngestStats
+from collector_service.telemetry.metrics import CollectorMetrics
 
 logger = logging.getLogger(__name__)
+
+_CLOSE_MARGIN_S = 1.0
+"""Of the shutdown grace, this much is kept for closing servers and the pool."""
 
 
 @dataclass
@@ -42,11 +54,15 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
+        self.metrics = CollectorMetrics()
         self._embedded: EmbeddedPostgres | None = None
         self._store: PostgresStore | None = None
+        self._admission: Admission | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._health: HealthServicer | None = None
         self._http: web.AppRunner | None = None
         self._offloader: ArtifactOffloader | None = None
+        self._stopping = False
 
     async def start(self) -> Endpoints:
         config = self.config
@@ -55,23 +71,33 @@ class Collector:
         if applied:
             logger.info("migrations applied: %s", ", ".join(applied))
         self._store = PostgresStore(url, max_size=config.pool_max_size,
-                                    timeout_s=config.db_timeout)
+                                    timeout_s=config.db_timeout,
+                                    on_availability=self._availability_changed)
         await self._store.open()
+        self.metrics.db_up.set(1)
+        self.metrics.watch_pool(self._store.connections_in_use)
+        admission = self._admission = Admission(config.max_inflight, config.max_inflight_bytes,
+                                                self.metrics)
         artifacts = build_artifact_store(config)
         policy = OffloadPolicy(config.inline_ceiling, config.max_artifact_bytes,
                                config.artifact_timeout)
-        stats = IngestStats()
-        self._offloader = ArtifactOffloader(artifacts, policy, stats)
-        ingestor = Ingestor(self._store, self._offloader, max_inflight=config.max_inflight,
-                            stats=stats)
-        self._grpc, grpc_port = otlp_grpc.build_server(
-            ingestor.ingest, config.host, config.grpc_port, config.max_request_bytes)
+        self._offloader = ArtifactOffloader(artifacts, policy, self.metrics)
+        ingestor = Ingestor(self._store, self._offloader, self.metrics,
+                            config.max_request_bytes,
+                            under_pressure=lambda: admission.under_pressure)
+        self._grpc, self._health = otlp_grpc.build_server(
+            ingestor.ingest, admission, self.metrics, config.max_request_bytes)
+        grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
+        if grpc_port == 0:
+            raise OSError(f"cannot listen for OTLP/gRPC on {config.host}:{config.grpc_port}")
         await self._grpc.start()
+        await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
-            ingestor.ingest, self._store.check, config.max_request_bytes, stats,
+            ingestor.ingest, admission, self.metrics, self.readiness, config.max_request_bytes,
             extra_routes=artifact_http.routes(artifacts, self._store))
-        # Decompression happens in otlp.decompress, which enforces the size limit.
-        self._http = web.AppRunner(app, access_log=None, auto_decompress=False)
+        # Decompression happens in the ingest path, which enforces the size limit.
+        self._http = web.AppRunner(app, access_log=None, auto_decompress=False,
+                                   shutdown_timeout=_CLOSE_MARGIN_S)
         await self._http.setup()
         site = web.TCPSite(self._http, config.host, config.http_port)
         await site.start()
@@ -80,10 +106,36 @@ class Collector:
                     config.host, http_port)
         return Endpoints(grpc_port, http_port, url)
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let in-flight requests finish, then close storage."""
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this collector takes work now, and why (``/readyz``, gRPC health)."""
+        if self._stopping or self._store is None:
+            return False, {"status": "shutting_down"}
+        if self._store.available:
+            return True, {"status": "ready", "database": "up"}
+        return False, {"status": "unavailable",
+                       "database": f"down: {self._store.watch.reason}"}
+
+    def _availability_changed(self, up: bool) -> None:
+        self.metrics.db_up.set(1 if up else 0)
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        if self._health is not None:
+            ready, _ = self.readiness()
+            _spawn(otlp_grpc.set_health(self._health, ready))
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain (see the module docstring), then close everything."""
+        grace = self.config.shutdown_grace if grace_s is None else grace_s
+        self._stopping = True
+        self._publish_health()
+        if self._admission is not None:
+            finished = await self._admission.drain(max(grace - _CLOSE_MARGIN_S, 0.1))
+            if not finished:
+                logger.warning("shutdown grace ended; requests still running were refused "
+                               "as retryable")
         if self._grpc is not None:
-            await self._grpc.stop(grace_s)
+            await self._grpc.stop(_CLOSE_MARGIN_S / 2)
         if self._http is not None:
             await self._http.cleanup()
         if self._store is not None:
@@ -94,15 +146,31 @@ class Collector:
             await asyncio.to_thread(self._embedded.stop)
 
     async def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM."""
+        """Run until SIGINT or SIGTERM, then stop within the shutdown grace."""
         await self.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        logger.info("shutting down")
+        logger.info("shutting down (grace %gs)", self.config.shutdown_grace)
         await self.stop()
+        logger.info("stopped")
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` in the background, keeping a reference until it ends."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no running loop: nothing to tell
+        coro.close()
+        return
+    task = loop.create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 class CollectorThread:
@@ -113,6 +181,10 @@ class CollectorThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="xray-collector",
                                         daemon=True)
+
+    @property
+    def collector(self) -> Collector:
+        return self._collector
 
     def start(self) -> Endpoints:
         self._thread.start()

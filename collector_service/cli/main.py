@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from collector_service.config import SETTINGS, CollectorConfig
 from collector_service.errors import NotFound, XRayError
+from collector_service.telemetry.logs import configure_logging
 from xray_otel.conventions import STEP_TYPES
 
 Command = Callable[[argparse.Namespace, CollectorConfig], int]
@@ -163,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The collector reports what it does; other commands speak only of problems.
         explicit = args.log_level is not None or "XRAY_LOG_LEVEL" in os.environ
         level = config.log_level if explicit or args.command == "collector" else "WARNING"
-        logging.basicConfig(level=level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(level, config.log_format)
         run: Command = args.run
         return run(args, config)
     except NotFound as exc:

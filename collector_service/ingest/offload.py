@@ -30,7 +30,7 @@ from collector_service.store.rows import (
     StepRow,
     compact_json,
 )
-from collector_service.telemetry.stats import IngestStats
+from collector_service.telemetry.metrics import CollectorMetrics
 from xray_otel import conventions as c
 
 logger = logging.getLogger(__name__)
@@ -122,10 +122,10 @@ class ArtifactOffloader:
     """
 
     def __init__(self, store: ArtifactStore, policy: OffloadPolicy | None = None,
-                 stats: IngestStats | None = None) -> None:
+                 metrics: CollectorMetrics | None = None) -> None:
         self.store = store
         self.policy = policy or OffloadPolicy()
-        self.stats = stats or IngestStats()
+        self.metrics = metrics or CollectorMetrics()
         self._pool = ThreadPoolExecutor(self.policy.store_concurrency,
                                         thread_name_prefix="xray-artifacts")
         self._slots = asyncio.Semaphore(self.policy.store_concurrency)
@@ -194,8 +194,8 @@ class ArtifactOffloader:
         except Exception as exc:  # any store failure downgrades; the step is still stored
             logger.warning("artifact store failed for %s: %s", ref.artifact_id, exc)
             return self._downgrade(ref, "store_failed", f"store failed: {type(exc).__name__}")
-        self.stats.artifacts_stored += 1
-        self.stats.artifact_bytes_stored += ref.size_bytes
+        self.metrics.artifacts_stored.inc()
+        self.metrics.artifact_bytes_stored.inc(ref.size_bytes)
         return replace(ref, location=location)
 
     async def _adopt_upload(self, step: Owner, value: ArtifactValue, key: str) -> ArtifactRef:
@@ -224,5 +224,5 @@ class ArtifactOffloader:
                 timeout=self.policy.store_timeout_s)
 
     def _downgrade(self, ref: ArtifactRef, kind: str, reason: str) -> ArtifactRef:
-        self.stats.count_downgrade(kind)
+        self.metrics.count_downgrade(kind)
         return replace(ref, storage="summary", downgraded=True, downgrade_reason=reason)

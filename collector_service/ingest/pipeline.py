@@ -1,16 +1,22 @@
-"""The one ingestion path shared by the gRPC and HTTP receivers.
+"""The one ingestion path shared by every transport.
 
-decode (receiver) → map (pure) → artifacts to storage → one Postgres transaction →
-acknowledge. The outcome says how many spans were rejected and what was changed, for
-the OTLP ``partial_success`` field.
+admitted bytes → decompress, decode and map (off the event loop) → artifacts to storage →
+one Postgres transaction → acknowledge. While the database is unreachable the request is
+written to the outage spool instead (durably, before acknowledging) and replayed later
+through :meth:`Ingestor.replay`; with no spool, or a full one, it is refused as
+retryable. The outcome says how many spans were rejected and what was changed, for the
+OTLP ``partial_success`` field.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, Protocol
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -18,16 +24,28 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector_service.errors import Overloaded, StorageUnavailable
+from collector_service.errors import SpoolFull, StorageUnavailable
+from collector_service.ingest.decode import decode_json, decode_protobuf, decompress
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import ArtifactOffloader
 from collector_service.store.postgres import PostgresStore
-from collector_service.store.rows import RejectedSpan, RunRow, StepRow
-from collector_service.telemetry.stats import IngestStats
+from collector_service.store.rows import MappedBatch, RejectedSpan, RunRow, StepRow
+from collector_service.telemetry.metrics import CollectorMetrics
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+OTLP_TRACES = "otlp-traces"
+"""Spool record kind: a binary-protobuf ExportTraceServiceRequest."""
+
+Format = Literal["protobuf", "json"]
+CommitListener = Callable[[bytes], None]
+
+
+class SpoolLike(Protocol):
+    """What the pipeline needs of the outage spool (``store.spool.Spool``)."""
+
+    def append(self, kind: str, payload: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class IngestOutcome:
     rejected: tuple[RejectedSpan, ...]
     adjusted: tuple[RunRow | StepRow, ...]
     message: str
+    spooled: bool = False
 
     def response(self) -> ExportTraceServiceResponse:
         """The OTLP response: ``partial_success`` is set only when there is something to say."""
@@ -50,63 +69,122 @@ class IngestOutcome:
             rejected_spans=len(self.rejected), error_message=self.message))
 
 
-PRESSURE_FRACTION = 0.75
-"""Above this share of ``max_inflight`` busy, payloads are downgraded to summaries."""
+@dataclass(frozen=True)
+class _Decoded:
+    request: ExportTraceServiceRequest
+    batch: MappedBatch
+    protobuf: bytes | None
+    """The request as binary protobuf, when the body already was (spool, forwarding)."""
 
 
 class Ingestor:
-    """Maps and stores export requests; at most ``max_inflight`` at once."""
+    """Maps and stores export requests the transports have admitted."""
 
     def __init__(self, store: PostgresStore, offloader: ArtifactOffloader,
-                 max_inflight: int = 32, stats: IngestStats | None = None,
+                 metrics: CollectorMetrics, max_request_bytes: int,
+                 under_pressure: Callable[[], bool] = lambda: False,
+                 spool: SpoolLike | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
         self._offloader = offloader
-        self._max_inflight = max_inflight
-        self._inflight = 0
-        self.stats = stats or IngestStats()
+        self._metrics = metrics
+        self._max_request_bytes = max_request_bytes
+        self._under_pressure = under_pressure
+        self._spool = spool
         self._clock = clock
+        self._listeners: list[CommitListener] = []
 
-    async def ingest(self, request: ExportTraceServiceRequest) -> IngestOutcome:
-        """Store every X-Ray span in ``request``; return only after the commit."""
-        if self._inflight >= self._max_inflight:
-            self.stats.refused_overloaded += 1
-            raise Overloaded(retry_after_s=1.0)
-        self._inflight += 1
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener`` with each committed request, as binary protobuf."""
+        self._listeners.append(listener)
+
+    async def ingest(self, body: bytes, fmt: Format = "protobuf",
+                     encoding: str | None = None) -> IngestOutcome:
+        """Store every X-Ray span in ``body``; return only once it is committed or spooled."""
+        decoded = await asyncio.to_thread(self._decode, body, fmt, encoding)
+        batch = decoded.batch
+        self._metrics.spans_received.inc(len(batch.steps) + len(batch.runs))
+        if self._spool is not None and not self._store.available:
+            return await self._spool_request(decoded)
         try:
-            outcome = await self._ingest(request)
+            outcome = await self._store_batch(batch)
         except StorageUnavailable:
-            self.stats.refused_storage_unavailable += 1
-            raise
-        finally:
-            self._inflight -= 1
-        self._count(outcome)
+            if self._spool is None:
+                raise
+            return await self._spool_request(decoded)
+        self._committed(decoded)
         return outcome
 
-    async def _ingest(self, request: ExportTraceServiceRequest) -> IngestOutcome:
-        batch = map_request(request, self._clock())
-        under_pressure = self._inflight > self._max_inflight * PRESSURE_FRACTION
-        steps, artifact_refs = await self._offloader.offload(batch.steps, under_pressure)
-        runs, run_refs = await self._offloader.offload_runs(batch.runs, under_pressure)
+    async def replay(self, kind: str, payload: bytes) -> None:
+        """Store one spooled request; raises StorageUnavailable while the database is down."""
+        if kind != OTLP_TRACES:
+            logger.error("spool record of unknown kind %r skipped", kind)
+            return
+        decoded = await asyncio.to_thread(self._decode, payload, "protobuf", None)
+        await self._store_batch(decoded.batch)
+        self._committed(decoded)
+
+    def _decode(self, body: bytes, fmt: Format, encoding: str | None) -> _Decoded:
+        payload = decompress(body, encoding, self._max_request_bytes)
+        if fmt == "json":
+            request = decode_json(payload)
+            return _Decoded(request, map_request(request, self._clock()), None)
+        request = decode_protobuf(payload)
+        return _Decoded(request, map_request(request, self._clock()), payload)
+
+    async def _store_batch(self, batch: MappedBatch) -> IngestOutcome:
+        pressure = self._under_pressure()
+        steps, artifact_refs = await self._offloader.offload(batch.steps, pressure)
+        runs, run_refs = await self._offloader.offload_runs(batch.runs, pressure)
+        started = time.perf_counter()
         result = await self._store.write(runs, steps, [*artifact_refs, *run_refs])
+        self._metrics.batch_write_seconds.observe(time.perf_counter() - started)
         rejected = batch.rejected + result.rejected
         adjusted: list[RunRow | StepRow] = [run for run in runs if run.adjustments]
         adjusted.extend(step for step in steps if step.adjustments)
-        return IngestOutcome(
+        outcome = IngestOutcome(
             steps=len(steps), runs=len(runs), steps_inserted=result.steps_inserted,
             ignored_spans=batch.ignored_spans, rejected=rejected, adjusted=tuple(adjusted),
             message=describe(rejected, adjusted),
         )
+        self._count(outcome)
+        return outcome
+
+    async def _spool_request(self, decoded: _Decoded) -> IngestOutcome:
+        """Keep the request durably until the database is back; refuse if there is no room."""
+        assert self._spool is not None
+        payload = decoded.protobuf or decoded.request.SerializeToString()
+        try:
+            await asyncio.to_thread(self._spool.append, OTLP_TRACES, payload)
+        except SpoolFull as exc:
+            self._metrics.refusals.labels("spool_full").inc()
+            raise StorageUnavailable(f"database unavailable and {exc}") from exc
+        batch = decoded.batch
+        self._metrics.spans_spooled.inc(len(batch.steps) + len(batch.runs))
+        adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
+        adjusted.extend(step for step in batch.steps if step.adjustments)
+        return IngestOutcome(
+            steps=len(batch.steps), runs=len(batch.runs), steps_inserted=0,
+            ignored_spans=batch.ignored_spans, rejected=batch.rejected,
+            adjusted=tuple(adjusted), message=describe(batch.rejected, adjusted), spooled=True)
+
+    def _committed(self, decoded: _Decoded) -> None:
+        if not self._listeners:
+            return
+        payload = decoded.protobuf or decoded.request.SerializeToString()
+        for listener in self._listeners:
+            try:
+                listener(payload)
+            except Exception:  # a listener never fails the request it is told about
+                logger.exception("commit listener failed")
 
     def _count(self, outcome: IngestOutcome) -> None:
-        stats = self.stats
-        stats.requests += 1
-        stats.steps_received += outcome.steps
-        stats.steps_inserted += outcome.steps_inserted
-        stats.runs_received += outcome.runs
-        stats.spans_rejected += len(outcome.rejected)
-        stats.spans_adjusted += len(outcome.adjusted)
-        stats.spans_ignored += outcome.ignored_spans
+        metrics = self._metrics
+        metrics.spans_stored.inc(outcome.steps_inserted)
+        metrics.runs_received.inc(outcome.runs)
+        metrics.spans_rejected.inc(len(outcome.rejected))
+        metrics.spans_adjusted.inc(len(outcome.adjusted))
+        metrics.spans_ignored.inc(outcome.ignored_spans)
 
 
 def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepRow]) -> str:
@@ -126,4 +204,3 @@ def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepR
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     return message
-

@@ -1,8 +1,9 @@
 """OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``.
 
-It knows nothing about storage: it decodes the request itself (so a malformed payload
-is ``INVALID_ARGUMENT``, not an opaque deserialisation failure), hands it to the ingest
-callable, and translates errors into OTLP status codes.
+It knows nothing about storage. The handler receives the raw bytes (no deserializer), is
+admitted by size before anything is decoded, hands the bytes to the ingest callable, and
+translates errors into OTLP status codes. The standard ``grpc.health.v1.Health`` service
+runs beside it and reflects the collector's readiness.
 """
 
 from __future__ import annotations
@@ -13,43 +14,39 @@ from collections.abc import Awaitable, Callable
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.duration_pb2 import Duration
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
-from collector_service.ingest.decode import decode_protobuf
-from collector_service.ingest.pipeline import IngestOutcome
+from collector_service.ingest.admission import Admission
+from collector_service.ingest.pipeline import Format, IngestOutcome
+from collector_service.receive.statuses import Answer, answer_for
+from collector_service.telemetry.metrics import CollectorMetrics
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
-IngestFn = Callable[[ExportTraceServiceRequest], Awaitable[IngestOutcome]]
-_UNAVAILABLE_RETRY_S = 2.0
+IngestFn = Callable[[bytes, Format, str | None], Awaitable[IngestOutcome]]
+CONCURRENT_RPCS_FACTOR = 2
+"""gRPC's own hard limit is this many times ``max_inflight``: admission normally refuses
+first (with RetryInfo); the hard limit only bounds what a flood can make gRPC buffer."""
 
 
-def build_server(ingest: IngestFn, host: str, port: int,
-                 max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
-    """A gRPC server bound to ``host:port``, not yet started; returns it and the bound port."""
+def build_server(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
+                 max_message_bytes: int) -> tuple[grpc.aio.Server, HealthServicer]:
+    """A gRPC server with the Export and Health services, not yet bound or started."""
 
     async def export(payload: bytes,
                      context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
         try:
-            request = decode_protobuf(payload)
-            outcome = await ingest(request)
-        except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except Overloaded as exc:
-            await _abort_retryable(context, grpc.StatusCode.UNAVAILABLE, str(exc),
-                                   exc.retry_after_s)
-        except StorageUnavailable as exc:
-            await _abort_retryable(context, grpc.StatusCode.UNAVAILABLE, str(exc),
-                                   _UNAVAILABLE_RETRY_S)
-        except Exception:
-            logger.exception("export failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see collector log")
+            async with admission.admit(len(payload)):
+                outcome = await admission.run(ingest(payload, "protobuf", None))
+        except Exception as exc:
+            answer = answer_for(exc)
+            metrics.requests.labels("grpc", answer.label).inc()
+            await _abort(context, answer)
+        metrics.requests.labels("grpc", "ok").inc()
         return outcome.response()
 
     handler = grpc.method_handlers_generic_handler(SERVICE, {
@@ -58,28 +55,36 @@ def build_server(ingest: IngestFn, host: str, port: int,
             response_serializer=ExportTraceServiceResponse.SerializeToString,
         ),
     })
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ])
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", max_message_bytes),
+                 ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=admission.max_requests * CONCURRENT_RPCS_FACTOR)
     server.add_generic_rpc_handlers((handler,))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}")
-    return server, bound
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    return server, health
 
 
-async def _abort_retryable(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
-                           message: str, retry_after_s: float) -> None:
-    """Abort with a retryable status carrying RetryInfo, read by standard OTLP exporters."""
-    delay = Duration()
-    delay.FromNanoseconds(int(retry_after_s * 1e9))
-    retry_info = error_details_pb2.RetryInfo(retry_delay=delay)
-    detail = any_pb2.Any()
-    detail.Pack(retry_info)
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
-    context.set_trailing_metadata((
-        ("google.rpc.retryinfo-bin", retry_info.SerializeToString()),
-        ("grpc-status-details-bin", status.SerializeToString()),
-    ))
-    await context.abort(code, message)
+async def set_health(health: HealthServicer, serving: bool) -> None:
+    """Reflect readiness on the overall service ("") and the trace service."""
+    status = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    for name in ("", SERVICE):
+        await health.set(name, status)
+
+
+async def _abort(context: grpc.aio.ServicerContext, answer: Answer) -> None:
+    """Abort with the answer's status; retryable answers carry RetryInfo."""
+    if answer.retry_after_s is not None:
+        delay = Duration()
+        delay.FromNanoseconds(int(answer.retry_after_s * 1e9))
+        retry_info = error_details_pb2.RetryInfo(retry_delay=delay)
+        detail = any_pb2.Any()
+        detail.Pack(retry_info)
+        status = status_pb2.Status(code=answer.grpc_code.value[0], message=answer.message,
+                                   details=[detail])
+        context.set_trailing_metadata((
+            ("google.rpc.retryinfo-bin", retry_info.SerializeToString()),
+            ("grpc-status-details-bin", status.SerializeToString()),
+        ))
+    await context.abort(answer.grpc_code, answer.message)

@@ -1,72 +1,64 @@
-"""OTLP/HTTP receiver (``POST /v1/traces``, protobuf or JSON, gzip) and health endpoints.
+"""OTLP/HTTP receiver (``POST /v1/traces``, protobuf or JSON, gzip) and operator endpoints.
 
-Like the gRPC receiver it only decodes, calls the shared ingest callable and translates
-errors, answering in the request's own content type as OTLP/HTTP requires:
-400 for an undecodable body, 415 for an unknown content type, 413 for an oversized
-one, 429/503 with ``Retry-After`` when the client should retry.
+Like the gRPC receiver it only admits, reads, calls the shared ingest callable and
+translates errors, answering in the request's own content type as OTLP/HTTP requires:
+400 for an undecodable body, 415 for an unknown content type, 413 for an oversized one,
+429/503 with ``Retry-After`` when the client should retry. A request is admitted by its
+``Content-Length`` before its body is read. ``/healthz`` (alive), ``/readyz`` (taking
+work), ``/metrics`` (Prometheus) and ``/stats`` (JSON) are for operators.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
+import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector_service.errors import DecodeError, Overloaded, StorageUnavailable
-from collector_service.ingest.decode import (
-    decode_json,
-    decode_protobuf,
-    decompress,
-    encode_response,
-)
-from collector_service.ingest.pipeline import IngestOutcome
-from collector_service.telemetry.stats import IngestStats
+from collector_service.ingest.admission import Admission
+from collector_service.ingest.decode import encode_response
+from collector_service.receive.otlp_grpc import IngestFn
+from collector_service.receive.statuses import Answer, answer_for
+from collector_service.telemetry.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 
 logger = logging.getLogger(__name__)
 
-IngestFn = Callable[[ExportTraceServiceRequest], Awaitable[IngestOutcome]]
-ReadyFn = Callable[[], Awaitable[None]]
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_UNAVAILABLE_RETRY_S = 2
+ReadinessFn = Callable[[], tuple[bool, dict[str, Any]]]
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def build_app(ingest: IngestFn, ready: ReadyFn, max_request_bytes: int,
-              stats: IngestStats | None = None,
+def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
+              readiness: ReadinessFn, max_request_bytes: int,
               extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    """The aiohttp application serving OTLP/HTTP traces and health checks."""
+    """The aiohttp application serving OTLP/HTTP traces and the operator endpoints."""
 
     async def traces(request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
         if request.content_type not in (PROTOBUF, JSON):
-            return _status(415, code_pb2.INVALID_ARGUMENT,
-                           f"unsupported Content-Type {request.content_type!r}; "
-                           f"use {PROTOBUF} or {JSON}", as_json=False)
+            return _answer(metrics, Answer(
+                _INVALID, code_pb2.INVALID_ARGUMENT, 415,
+                f"unsupported Content-Type {request.content_type!r}; use {PROTOBUF} or {JSON}"),
+                as_json=False)
+        declared = request.content_length
+        if declared is not None and declared > max_request_bytes:
+            return _answer(metrics, _too_large(max_request_bytes), as_json)
         try:
-            body = await request.read()
-            payload = decompress(body, request.headers.get("Content-Encoding"),
-                                 max_request_bytes)
-            otlp = decode_json(payload) if as_json else decode_protobuf(payload)
-            outcome = await ingest(otlp)
+            async with admission.admit(declared or 0):
+                body = await request.read()
+                outcome = await admission.run(ingest(
+                    body, "json" if as_json else "protobuf",
+                    request.headers.get("Content-Encoding")))
         except web.HTTPRequestEntityTooLarge:
-            return _status(413, code_pb2.INVALID_ARGUMENT,
-                           f"request body exceeds {max_request_bytes} bytes", as_json)
-        except DecodeError as exc:
-            return _status(400, code_pb2.INVALID_ARGUMENT, str(exc), as_json)
-        except Overloaded as exc:
-            return _status(429, code_pb2.RESOURCE_EXHAUSTED, str(exc), as_json,
-                           retry_after=math.ceil(exc.retry_after_s))
-        except StorageUnavailable as exc:
-            return _status(503, code_pb2.UNAVAILABLE, str(exc), as_json,
-                           retry_after=_UNAVAILABLE_RETRY_S)
-        except Exception:
-            logger.exception("export failed")
-            return _status(500, code_pb2.INTERNAL, "internal error; see collector log", as_json)
+            return _answer(metrics, _too_large(max_request_bytes), as_json)
+        except Exception as exc:
+            return _answer(metrics, answer_for(exc), as_json)
+        metrics.requests.labels("http", "ok").inc()
         return web.Response(body=encode_response(outcome.response(), as_json),
                             content_type=JSON if as_json else PROTOBUF)
 
@@ -74,28 +66,34 @@ def build_app(ingest: IngestFn, ready: ReadyFn, max_request_bytes: int,
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        try:
-            await ready()
-        except StorageUnavailable as exc:
-            return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
-        return web.json_response({"status": "ready"})
+        ready, details = readiness()
+        return web.json_response(details, status=200 if ready else 503)
+
+    async def prometheus(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = PROMETHEUS_CONTENT_TYPE
+        return response
 
     async def stats_json(_: web.Request) -> web.Response:
-        return web.json_response(stats.as_json() if stats else {})
+        return web.json_response(metrics.as_json())
 
     app = web.Application(client_max_size=max_request_bytes)
     app.add_routes([web.post("/v1/traces", traces), web.get("/healthz", healthz),
-                    web.get("/readyz", readyz), web.get("/stats", stats_json),
-                    *(extra_routes or [])])
+                    web.get("/readyz", readyz), web.get("/metrics", prometheus),
+                    web.get("/stats", stats_json), *(extra_routes or [])])
     return app
 
 
-def _status(http_status: int, code: int, message: str, as_json: bool,
-            retry_after: int | None = None) -> web.Response:
-    status = status_pb2.Status(code=code, message=message)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+def _too_large(limit: int) -> Answer:
+    return Answer(_INVALID, code_pb2.INVALID_ARGUMENT, 413, f"request body exceeds {limit} bytes")
+
+
+def _answer(metrics: CollectorMetrics, answer: Answer, as_json: bool) -> web.Response:
+    metrics.requests.labels("http", answer.label).inc()
+    status = status_pb2.Status(code=answer.rpc_code, message=answer.message)
+    headers = {"Retry-After": answer.retry_after_header} if answer.retry_after_header else None
     if as_json:
-        return web.Response(status=http_status, headers=headers, content_type=JSON,
+        return web.Response(status=answer.http_status, headers=headers, content_type=JSON,
                             text=json_format.MessageToJson(status, indent=None))
-    return web.Response(status=http_status, headers=headers, content_type=PROTOBUF,
+    return web.Response(status=answer.http_status, headers=headers, content_type=PROTOBUF,
                         body=status.SerializeToString())

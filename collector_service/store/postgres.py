@@ -10,9 +10,10 @@ receivers turn into a retryable OTLP status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector_service.errors import StorageError, StorageUnavailable
+from collector_service.store.availability import DatabaseWatch, first_line
 from collector_service.store.queries import load
 from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
 
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 _QUERIES = load("ingest.sql")
 _RETRYABLE_TX = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _TX_ATTEMPTS = 3
+_BACKGROUND: set[asyncio.Task[None]] = set()
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
@@ -53,27 +56,75 @@ class ArtifactInfo:
 
 
 class PostgresStore:
-    """Owns the connection pool and writes batches through it."""
+    """Owns the connection pool and writes batches through it.
 
-    def __init__(self, conninfo: str, max_size: int = 8, timeout_s: float = 10.0) -> None:
-        self._pool = AsyncConnectionPool(conninfo, min_size=1, max_size=max_size,
-                                         timeout=timeout_s, open=False,
-                                         kwargs={"autocommit": True})
+    A :class:`DatabaseWatch` guards every call: while the database is unreachable calls
+    fail at once with :class:`StorageUnavailable`, and when it answers again the store
+    starts over with a fresh pool.
+    """
+
+    def __init__(self, conninfo: str, max_size: int = 8, timeout_s: float = 10.0,
+                 on_availability: Callable[[bool], None] = lambda up: None) -> None:
+        self._conninfo = conninfo
+        self._max_size = max_size
+        self._timeout_s = timeout_s
+        self._pool: AsyncConnectionPool | None = None
+        self.watch = DatabaseWatch(conninfo, on_down=self._drop_pool, on_up=self._new_pool,
+                                   on_change=on_availability)
+
+    @property
+    def available(self) -> bool:
+        return self.watch.up
+
+    def connections_in_use(self) -> int:
+        if self._pool is None:
+            return 0
+        stats = self._pool.get_stats()
+        return int(stats.get("pool_size", 0)) - int(stats.get("pool_available", 0))
 
     async def open(self) -> None:
-        await self._pool.open(wait=False)
+        await self._new_pool()
+        self.watch.start()
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self.watch.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _new_pool(self) -> None:
+        pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=self._max_size,
+                                   timeout=self._timeout_s, open=False,
+                                   kwargs={"autocommit": True})
+        await pool.open(wait=False)
+        old, self._pool = self._pool, pool
+        if old is not None:
+            self._close_later(old)
+
+    async def _drop_pool(self) -> None:
+        """Close the pool of a database that went away: its waiters fail at once."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._close_later(pool)
+
+    @staticmethod
+    def _close_later(pool: AsyncConnectionPool) -> None:
+        task = asyncio.get_running_loop().create_task(pool.close(timeout=1.0))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection; an unreachable database is :class:`StorageUnavailable`."""
+        pool = self._pool
+        if pool is None or not self.watch.up:
+            raise StorageUnavailable(f"database unavailable: {self.watch.reason}")
         try:
-            async with self._pool.connection() as conn:
+            async with pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+            self.watch.report_failure(exc)
+            raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
 
     async def check(self) -> None:
         """Raise :class:`StorageUnavailable` unless the database answers."""
@@ -130,14 +181,14 @@ class PostgresStore:
                         await _write_rows(conn, [run], [], by_span[(run.trace_id, run.span_id)])
                 except _DATA_ERRORS as exc:
                     rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
-                                                 f"run {run.run_id!r}: {_first_line(exc)}"))
+                                                 f"run {run.run_id!r}: {first_line(exc)}"))
             for step in steps:
                 try:
                     async with conn.transaction():
                         inserted += await _write_rows(
                             conn, [], [step], by_span[(step.trace_id, step.span_id)])
                 except _DATA_ERRORS as exc:
-                    rejected.append(RejectedSpan(step.trace_id, step.span_id, _first_line(exc)))
+                    rejected.append(RejectedSpan(step.trace_id, step.span_id, first_line(exc)))
         return WriteResult(inserted, tuple(rejected))
 
 
@@ -212,7 +263,3 @@ def _artifact_columns(refs: Sequence[ArtifactRef]) -> dict[str, list[Any]]:
         "downgraded": [a.downgraded for a in refs],
         "downgrade_reason": [a.downgrade_reason for a in refs],
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
