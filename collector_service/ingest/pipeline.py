@@ -103,7 +103,7 @@ class Ingestor:
         """Store every X-Ray span in ``body``; return only once it is committed or spooled."""
         decoded = await asyncio.to_thread(self._decode, body, fmt, encoding)
         batch = decoded.batch
-        self._metrics.spans_received.inc(len(batch.steps) + len(batch.runs))
+        self._metrics.spans_received.inc(_xray_spans(batch))
         if self._spool is not None and not self._store.available:
             return await self._spool_request(decoded)
         try:
@@ -160,7 +160,7 @@ class Ingestor:
             self._metrics.refusals.labels("spool_full").inc()
             raise StorageUnavailable(f"database unavailable and {exc}") from exc
         batch = decoded.batch
-        self._metrics.spans_spooled.inc(len(batch.steps) + len(batch.runs))
+        self._metrics.spans_spooled.inc(_xray_spans(batch))
         adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
         adjusted.extend(step for step in batch.steps if step.adjustments)
         return IngestOutcome(
@@ -185,6 +185,11 @@ class Ingestor:
         metrics.spans_rejected.inc(len(outcome.rejected))
         metrics.spans_adjusted.inc(len(outcome.adjusted))
         metrics.spans_ignored.inc(outcome.ignored_spans)
+
+
+def _xray_spans(batch: MappedBatch) -> int:
+    """Steps and run spans; runs implied by their steps are not spans of their own."""
+    return len(batch.steps) + sum(1 for run in batch.runs if run.from_run_span)
 
 
 def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepRow]) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
@@ -54,8 +58,9 @@ def outage(databases: DatabaseFactory, pg_admin_url: str,
            tmp_path: Path) -> Iterator[tuple[Endpoints, Switch, str]]:
     url = databases.create("xray_outage")
     apply_migrations(url)
+    # The pool would wait db_timeout for a connection; the breaker must answer long before.
     config = CollectorConfig(database_url=url, data_dir=tmp_path, grpc_port=0, http_port=0,
-                             db_timeout=1.0)
+                             db_timeout=30.0, spool_max_bytes=0)
     switch = Switch(pg_admin_url, url)
     with CollectorThread(config) as endpoints:
         yield endpoints, switch, url
@@ -72,7 +77,7 @@ def export_retrying(stub: TraceServiceStub, batch: ExportTraceServiceRequest,
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
-            time.sleep(0.25)  # the pool reconnects with a backoff once the outage ends
+            time.sleep(0.1)  # the breaker closes within a probe interval of the restore
     pytest.fail("the collector never recovered from the outage")
 
 
@@ -93,6 +98,39 @@ def test_storage_down_is_unavailable_then_recovers(
     export_retrying(stub, batch)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM xray_steps").fetchone() == (1,)
+
+
+def test_outage_is_answered_at_once_and_health_follows(
+        outage: tuple[Endpoints, Switch, str]) -> None:
+    """Refusals come before a 3 s client deadline although the pool would wait 30 s."""
+    endpoints, switch, _ = outage
+    channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+    stub, health = TraceServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+    batch = request(span("s", {c.STEP_TYPE: "llm"}))
+    switch.cut()
+    for _ in range(5):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Export(batch, timeout=3)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # not DEADLINE_EXCEEDED
+    with pytest.raises(urllib.error.HTTPError) as not_ready:
+        urllib.request.urlopen(f"http://127.0.0.1:{endpoints.http_port}/readyz", timeout=3)
+    assert not_ready.value.code == 503
+    assert json.loads(not_ready.value.read())["status"] == "unavailable"
+    wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+    switch.restore()
+    wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+    stub.Export(batch, timeout=10)
+
+
+def wait_for_health(health: health_pb2_grpc.HealthStub, status: int,
+                    deadline_s: float = 30) -> None:
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
+        if answer.status == status:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"gRPC health never became {status}")
 
 
 def test_standard_exporter_retries_until_storage_returns(
