@@ -207,7 +207,7 @@ class CollectorConfig:
     artifact_timeout: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
-    max_inflight_bytes: int = 256 * 1024**2
+    max_inflight_bytes: int = 64 * 1024**2
     shutdown_grace: float = 10.0
     auth_tokens: tuple[str, ...] = ()
     tls_cert_file: Path | None = None

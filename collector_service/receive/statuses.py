@@ -64,8 +64,8 @@ def answer_for(exc: Exception) -> Answer:
     if isinstance(exc, StorageUnavailable):
         return Answer(unavailable, code_pb2.UNAVAILABLE, 503, str(exc), STORAGE_RETRY_S)
     if isinstance(exc, StorageError):
-        logger.error("storage refused a request: %s", exc)
+        _refusals.error("storage_error", "storage refused a request: %s", exc)
         return Answer(grpc.StatusCode.INTERNAL, code_pb2.INTERNAL, 500, str(exc))
-    logger.error("export failed", exc_info=exc)
+    _refusals.error(type(exc).__name__, "export failed", exc_info=exc)
     return Answer(grpc.StatusCode.INTERNAL, code_pb2.INTERNAL, 500,
                   "internal error; see collector log")

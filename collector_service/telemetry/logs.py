@@ -57,6 +57,14 @@ class RateLimitedLog:
         self._held: dict[str, int] = {}
 
     def warning(self, kind: str, message: str, *args: object) -> None:
+        self.log(logging.WARNING, kind, message, *args)
+
+    def error(self, kind: str, message: str, *args: object,
+              exc_info: BaseException | None = None) -> None:
+        self.log(logging.ERROR, kind, message, *args, exc_info=exc_info)
+
+    def log(self, level: int, kind: str, message: str, *args: object,
+            exc_info: BaseException | None = None) -> None:
         now = time.monotonic()
         with self._lock:
             if now < self._next.get(kind, 0.0):
@@ -65,4 +73,5 @@ class RateLimitedLog:
             held = self._held.pop(kind, 0)
             self._next[kind] = now + self._interval_s
         suffix = f" ({held} more like this since the last report)" if held else ""
-        self._logger.warning(message + suffix, *args, extra={"event": kind, "repeats": held})
+        self._logger.log(level, message + suffix, *args, exc_info=exc_info,
+                         extra={"event": kind, "repeats": held})
