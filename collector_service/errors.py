@@ -6,7 +6,7 @@
     ├── DecodeError                a payload that is not an OTLP export request
     ├── StorageError               the database cannot be written or read
     │   └── StorageUnavailable     transient: the caller should retry later
-    ├── SpoolFull                  the outage spool has no room for another request
+    ├── SpoolFull                  the outage spool is full, disabled, or its disk failed
     ├── Overloaded                 too many requests or bytes in flight: retry after a pause
     ├── ShuttingDown               the collector is stopping: retry (at another replica)
     ├── NotFound                   a run or artifact asked for by id does not exist
@@ -43,7 +43,7 @@ class StorageUnavailable(StorageError):
 
 
 class SpoolFull(XRayError):
-    """The outage spool has no room for another request (or is disabled)."""
+    """The outage spool cannot take another request: it is full, disabled, or its disk failed."""
 
 
 class Overloaded(XRayError):
