@@ -24,6 +24,7 @@ from aiohttp import web
 from grpc_health.v1._async import HealthServicer
 
 from collector_service.config import CollectorConfig
+from collector_service.errors import StorageUnavailable
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
@@ -32,12 +33,15 @@ from collector_service.store.artifacts import build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
 from collector_service.store.postgres import PostgresStore
+from collector_service.store.spool import Spool
 from collector_service.telemetry.metrics import CollectorMetrics
 
 logger = logging.getLogger(__name__)
 
 _CLOSE_MARGIN_S = 1.0
 """Of the shutdown grace, this much is kept for closing servers and the pool."""
+SPOOL_CHECK_S = 0.5
+"""How often a collector with spooled requests looks whether the database is back."""
 
 
 @dataclass
@@ -62,7 +66,10 @@ class Collector:
         self._health: HealthServicer | None = None
         self._http: web.AppRunner | None = None
         self._offloader: ArtifactOffloader | None = None
+        self._spool: Spool | None = None
+        self._replayer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._published_ready = True
 
     async def start(self) -> Endpoints:
         config = self.config
@@ -82,9 +89,16 @@ class Collector:
         policy = OffloadPolicy(config.inline_ceiling, config.max_artifact_bytes,
                                config.artifact_timeout)
         self._offloader = ArtifactOffloader(artifacts, policy, self.metrics)
+        if config.spool_max_bytes > 0:
+            self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,
+                                self.metrics.registry)
+            await asyncio.to_thread(self._spool.open)
         ingestor = Ingestor(self._store, self._offloader, self.metrics,
                             config.max_request_bytes,
-                            under_pressure=lambda: admission.under_pressure)
+                            under_pressure=lambda: admission.under_pressure, spool=self._spool)
+        if self._spool is not None:
+            self._replayer = asyncio.create_task(self._replay_spool(self._spool, ingestor),
+                                                 name="xray-spool-replay")
         self._grpc, self._health = otlp_grpc.build_server(
             ingestor.ingest, admission, self.metrics, config.max_request_bytes)
         grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
@@ -110,18 +124,41 @@ class Collector:
         """Whether this collector takes work now, and why (``/readyz``, gRPC health)."""
         if self._stopping or self._store is None:
             return False, {"status": "shutting_down"}
+        spool = self._spool
+        spooled = {} if spool is None else {"spool_bytes": spool.pending_bytes}
         if self._store.available:
-            return True, {"status": "ready", "database": "up"}
-        return False, {"status": "unavailable",
-                       "database": f"down: {self._store.watch.reason}"}
+            return True, {"status": "ready", "database": "up", **spooled}
+        down = {"database": f"down: {self._store.watch.reason}", **spooled}
+        if spool is not None and spool.pending_bytes < spool.max_bytes:
+            return True, {"status": "spooling", **down}
+        return False, {"status": "unavailable", **down}
+
+    async def _replay_spool(self, spool: Spool, ingestor: Ingestor) -> None:
+        """Feed spooled requests to the database whenever it answers."""
+        while True:
+            await asyncio.sleep(SPOOL_CHECK_S)
+            self._publish_health()  # a spool filling up during an outage stops readiness
+            if not spool.pending_records or self._store is None or not self._store.available:
+                continue
+            try:
+                replayed = await spool.drain(ingestor.replay)
+            except StorageUnavailable:
+                continue  # the database went away again; the records wait
+            except Exception:
+                logger.exception("replaying the spool failed; will try again")
+                continue
+            if replayed:
+                logger.info("replayed %d spooled request(s) into the database", replayed)
 
     def _availability_changed(self, up: bool) -> None:
         self.metrics.db_up.set(1 if up else 0)
         self._publish_health()
 
     def _publish_health(self) -> None:
-        if self._health is not None:
-            ready, _ = self.readiness()
+        """Tell gRPC health what /readyz says, when that changed."""
+        ready, _ = self.readiness()
+        if self._health is not None and ready != self._published_ready:
+            self._published_ready = ready
             _spawn(otlp_grpc.set_health(self._health, ready))
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -134,6 +171,9 @@ class Collector:
             if not finished:
                 logger.warning("shutdown grace ended; requests still running were refused "
                                "as retryable")
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
         if self._grpc is not None:
             await self._grpc.stop(_CLOSE_MARGIN_S / 2)
         if self._http is not None:
@@ -142,6 +182,8 @@ class Collector:
             await self._store.close()
         if self._offloader is not None:
             await asyncio.to_thread(self._offloader.close)
+        if self._spool is not None:
+            self._spool.close()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 

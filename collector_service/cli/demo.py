@@ -47,7 +47,8 @@ def cmd_demo(args: argparse.Namespace, config: CollectorConfig) -> int:
     import xray_otel as xray
 
     pipeline = example_pipeline()
-    config = replace(config, grpc_port=0, http_port=0)  # never clash with a running collector
+    # Never clash with a running collector: free ports, and no spool folder of its own.
+    config = replace(config, grpc_port=0, http_port=0, spool_max_bytes=0)
     with CollectorThread(config) as endpoints:
         xray.configure(service_name="competitor-finder", protocol="grpc", insecure=True,
                        endpoint=f"http://127.0.0.1:{endpoints.grpc_port}")

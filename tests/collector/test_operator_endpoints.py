@@ -35,7 +35,8 @@ def test_metrics_count_what_the_collector_did(collector: RunningCollector,
         urllib.request.urlopen(urllib.request.Request(
             f"{collector.http_url}/v1/traces", data=b"\x0a\xff", method="POST",
             headers={"Content-Type": "application/x-protobuf"}), timeout=10)
-    assert refused.value.code == 400
+    with refused.value:
+        assert refused.value.code == 400
     samples = scrape(collector)
     assert samples[("xray_requests_total", (("code", "ok"), ("transport", "grpc")))] == 1
     assert samples[("xray_requests_total",

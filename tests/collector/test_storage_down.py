@@ -114,8 +114,9 @@ def test_outage_is_answered_at_once_and_health_follows(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # not DEADLINE_EXCEEDED
     with pytest.raises(urllib.error.HTTPError) as not_ready:
         urllib.request.urlopen(f"http://127.0.0.1:{endpoints.http_port}/readyz", timeout=3)
-    assert not_ready.value.code == 503
-    assert json.loads(not_ready.value.read())["status"] == "unavailable"
+    with not_ready.value:
+        assert not_ready.value.code == 503
+        assert json.loads(not_ready.value.read())["status"] == "unavailable"
     wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
     switch.restore()
     wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
@@ -148,3 +149,47 @@ def test_standard_exporter_retries_until_storage_returns(
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT step_name FROM xray_steps").fetchall() == [("x",)]
     exporter.shutdown()
+
+
+@pytest.fixture
+def spooling(databases: DatabaseFactory, pg_admin_url: str,
+             tmp_path: Path) -> Iterator[tuple[Endpoints, Switch, str]]:
+    url = databases.create("xray_spool")
+    apply_migrations(url)
+    config = CollectorConfig(database_url=url, data_dir=tmp_path, grpc_port=0, http_port=0,
+                             spool_max_bytes=64 * 1024)
+    switch = Switch(pg_admin_url, url)
+    with CollectorThread(config) as endpoints:
+        yield endpoints, switch, url
+    switch.restore()
+
+
+def test_outage_requests_are_spooled_then_replayed(
+        spooling: tuple[Endpoints, Switch, str]) -> None:
+    """Acknowledged while the database is down, stored once it is back; past the spool's
+    size, refused as retryable."""
+    endpoints, switch, url = spooling
+    channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+    stub = TraceServiceStub(channel)
+    switch.cut()
+    for n in range(3):
+        stub.Export(request(span(f"spooled-{n}", {c.STEP_TYPE: "llm"})), timeout=10)
+    # still taking work: spooling counts as serving
+    wait_for_health(health_pb2_grpc.HealthStub(channel), health_pb2.HealthCheckResponse.SERVING)
+    with urllib.request.urlopen(f"http://127.0.0.1:{endpoints.http_port}/readyz",
+                                timeout=3) as ready:
+        assert json.loads(ready.read())["status"] == "spooling"
+    too_big = request(span("big", {c.STEP_TYPE: "llm", "blob": "x" * 80_000}))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Export(too_big, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "spool" in (caught.value.details() or "")
+    switch.restore()
+    give_up = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < give_up:
+            names = conn.execute("SELECT step_name FROM xray_steps ORDER BY 1").fetchall()
+            if len(names) == 3:
+                break
+            time.sleep(0.1)
+    assert names == [("spooled-0",), ("spooled-1",), ("spooled-2",)]
