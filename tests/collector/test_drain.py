@@ -43,7 +43,8 @@ def wait_until_draining(endpoints: Endpoints, deadline_s: float = 30) -> None:
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{endpoints.http_port}/readyz", timeout=3).close()
+            url = f"http://127.0.0.1:{endpoints.http_port}/readyz"
+            urllib.request.urlopen(url, timeout=3).close()
         except urllib.error.HTTPError as exc:
             with exc:
                 if json.loads(exc.read())["status"] == "shutting_down":
