@@ -1,0 +1,82 @@
+"""The collector process is killed or stopped while clients are sending to it.
+
+SIGKILL: what it acknowledged is committed (or durably spooled), so a client retrying
+through the restart loses nothing and duplicates nothing. SIGTERM: every request it
+already received ends acknowledged or ``UNAVAILABLE``, never ``CANCELLED``, and it
+exits with status 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from tests.fix_collector_process import CollectorProcess, SpawnCollector
+from tests.fix_pg_instance import PostgresInstance
+from tests.reliability.load import (
+    Ledger,
+    Sender,
+    SpanKey,
+    run_senders,
+    stop_senders,
+    wait_stored,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+SENDERS = 4
+EXIT_TIMEOUT_S = 60.0
+
+
+def assert_stored_once(url: str, acked: set[SpanKey], collector: CollectorProcess) -> None:
+    """Every acknowledged span is in ``xray_steps``, and no span is there twice."""
+    stored = wait_stored(url, acked)
+    missing = acked - set(stored)
+    assert not missing, f"{len(missing)} acknowledged spans missing:\n{collector.log[-3000:]}"
+    twice = [key for key, n in Counter(stored).items() if n > 1]
+    assert not twice, f"stored twice: {twice[:5]}"
+
+
+def test_sigkill_under_retrying_load_loses_and_duplicates_nothing(
+        pg_instance: PostgresInstance, spawn_collector: SpawnCollector) -> None:
+    collector = spawn_collector(pg_instance.url)
+    ledger = Ledger()
+    senders = run_senders(Sender([collector.grpc_target], ledger) for _ in range(SENDERS))
+    try:
+        wait_until(lambda: ledger.acks() >= 20, "acknowledged batches before the kill")
+        collector.signal(signal.SIGKILL)
+        assert collector.wait(EXIT_TIMEOUT_S) == -signal.SIGKILL
+        before_restart = ledger.acks()
+        collector.restart()
+        wait_until(lambda: ledger.acks() >= before_restart + 20,
+                   "acknowledged batches after the restart")
+    finally:
+        stop_senders(senders)
+    assert ledger.outcomes["UNAVAILABLE"] > 0, "the kill never reached a client"
+    assert set(ledger.outcomes) <= {"OK", "UNAVAILABLE"}, ledger.outcomes
+    assert_stored_once(pg_instance.url, ledger.acked, collector)
+
+
+def test_sigterm_under_load_answers_every_request_and_exits_0(
+        pg_instance: PostgresInstance, spawn_collector: SpawnCollector) -> None:
+    collector = spawn_collector(pg_instance.url)
+    ledger = Ledger()
+    senders = run_senders(Sender([collector.grpc_target], ledger, retry=False,
+                                 spans_per_batch=200) for _ in range(SENDERS))
+    try:
+        wait_until(lambda: ledger.acks() >= 10, "acknowledged batches before SIGTERM")
+        signalled = time.monotonic()
+        collector.signal(signal.SIGTERM)
+        exit_code = collector.wait(EXIT_TIMEOUT_S)
+    finally:
+        stop_senders(senders)
+    assert exit_code == 0, collector.log[-3000:]
+    in_flight = Counter(ledger.spanning(signalled))
+    assert in_flight, "no request was in flight when SIGTERM arrived"
+    assert set(in_flight) <= {"OK", "UNAVAILABLE"}, in_flight
+    assert set(ledger.outcomes) <= {"OK", "UNAVAILABLE"}, ledger.outcomes
+    assert_stored_once(pg_instance.url, ledger.acked, collector)
