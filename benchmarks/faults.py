@@ -112,8 +112,9 @@ def collector(pg: PostgresInstance, folder: Path, *flags: str) -> Iterator[Colle
 
 
 def refusals(pg: PostgresInstance, folder: Path, args: argparse.Namespace) -> None:
-    with collector(pg, folder / "no-spool", "--spool-max-bytes", "0") as process:
-        stub = TraceServiceStub(grpc.insecure_channel(process.grpc_target))
+    with (collector(pg, folder / "no-spool", "--spool-max-bytes", "0") as process,
+          grpc.insecure_channel(process.grpc_target) as channel):
+        stub = TraceServiceStub(channel)
         one_span = new_batch(1)[0]
         exporting(stub, one_span)()  # connections open before timing
         base, _ = sample(exporting(stub, ExportTraceServiceRequest()), args.calls)

@@ -124,6 +124,8 @@ class CollectorProcess:
                 with urllib.request.urlopen(self.http_url + "/healthz", timeout=2) as response:
                     if response.status == 200:
                         return
+            except urllib.error.HTTPError as exc:
+                exc.close()
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)

@@ -204,7 +204,8 @@ def _http(req: urllib.request.Request, timeout_s: float) -> tuple[int, dict[str,
         with urllib.request.urlopen(req, timeout=timeout_s) as response:
             return response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers)
+        with exc:  # its body is an open connection
+            return exc.code, dict(exc.headers)
     except TimeoutError:
         return TIMED_OUT, {}
     except urllib.error.URLError as exc:

@@ -14,12 +14,13 @@ import time
 import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.fix_collector_process import SpawnCollector
+from tests.fix_collector_process import CollectorProcess, SpawnCollector
 from tests.fix_pg_instance import PostgresInstance
 from tests.reliability.load import (
     CHANNEL_OPTIONS,
@@ -71,8 +72,10 @@ def test_stock_exporter_delivers_every_span_through_a_30s_outage(
     finally:
         stop.set()
         emitter.join()
-        assert provider.force_flush(60_000)
-        provider.shutdown()
+        try:
+            assert provider.force_flush(60_000), "the exporter still held spans after 60 s"
+        finally:
+            provider.shutdown()
     stored = wait_stored(pg_instance.url, set(emitted))
     assert len(emitted) > OUTAGE_S / STEP_INTERVAL_S / 2  # steps really flowed throughout
     missing = set(emitted) - set(stored)
@@ -80,35 +83,40 @@ def test_stock_exporter_delivers_every_span_through_a_30s_outage(
     assert len(stored) == len(set(stored)) == len(emitted)
 
 
+def assert_refused_at_once(collector: CollectorProcess, stub: TraceServiceStub,
+                           batch: ExportTraceServiceRequest) -> None:
+    """Both transports refuse retryably, and ``/readyz`` says so, before a 3 s deadline."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Export(batch, timeout=3)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+    assert "google.rpc.retryinfo-bin" in dict(caught.value.trailing_metadata() or ())
+    status, headers = http_post(collector.http_url + "/v1/traces", batch.SerializeToString(),
+                                timeout_s=3)
+    assert status == 503, status
+    assert headers["Retry-After"].isdigit()
+    assert http_get(collector.http_url + "/readyz", timeout_s=3)[0] == 503
+
+
 def test_without_spool_refuses_at_once_then_recovers(
         pg_instance: PostgresInstance, spawn_collector: SpawnCollector) -> None:
     collector = spawn_collector(pg_instance.url, "--spool-max-bytes", "0")
-    stub = TraceServiceStub(grpc.insecure_channel(collector.grpc_target, CHANNEL_OPTIONS))
-    batch, keys = new_batch(5)
-    stub.Export(batch, timeout=30)  # the pool is connected before the outage
-    pg_instance.stop("fast")
-
-    later, later_keys = new_batch(5)
-    for _ in range(3):  # not only the request that finds the pooled connection broken
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Export(later, timeout=3)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
-        assert "google.rpc.retryinfo-bin" in dict(caught.value.trailing_metadata() or ())
-        status, headers = http_post(collector.http_url + "/v1/traces",
-                                    later.SerializeToString(), timeout_s=3)
-        assert status == 503, status
-        assert headers["Retry-After"].isdigit()
-        assert http_get(collector.http_url + "/readyz", timeout_s=3)[0] == 503
-
-    pg_instance.start()
-    for _ in range(100):  # bounded: the storage comes back within a few tries
-        try:
-            stub.Export(later, timeout=3)
-            break
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-            time.sleep(0.2)
-    else:
-        pytest.fail(f"no export succeeded after the database came back:\n{collector.log}")
+    with grpc.insecure_channel(collector.grpc_target, CHANNEL_OPTIONS) as channel:
+        stub = TraceServiceStub(channel)
+        batch, keys = new_batch(5)
+        stub.Export(batch, timeout=30)  # the pool is connected before the outage
+        pg_instance.stop("fast")
+        later, later_keys = new_batch(5)
+        for _ in range(3):  # not only the request that finds the pooled connection broken
+            assert_refused_at_once(collector, stub, later)
+        pg_instance.start()
+        for _ in range(100):  # bounded: storage comes back within a few tries
+            try:
+                stub.Export(later, timeout=3)
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"no export succeeded after the database came back:\n{collector.log}")
     assert http_get(collector.http_url + "/readyz", timeout_s=3)[0] == 200
     assert sorted(stored_keys(pg_instance.url)) == sorted(keys + later_keys)
