@@ -102,13 +102,13 @@ class SpanAttributes:
         if isinstance(value, bool):
             self.reject(name, "expected an integer, got a boolean")
             return None
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)  # JavaScript producers send whole numbers as doubles
         if isinstance(value, int):
             if abs(value) >= 2**63:
                 self.reject(name, "integer out of range")
                 return None
             return value
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)  # JavaScript producers send whole numbers as doubles
         if isinstance(value, str) and _INT_TEXT.match(value.strip()):
             self._note(name, f"expected an integer, got the string {value!r}; converted")
             return int(value.strip())
@@ -210,12 +210,14 @@ class SpanAttributes:
 
 def _plain_json(text: str) -> bool:
     """Whether JSON ``text`` that parsed is surely fit for ``jsonb`` as parsed: too few
-    brackets to nest past ``MAX_DEPTH``, no NUL escape, no ``NaN``/``Infinity``. A cheap,
-    conservative test (a ``{`` inside a string counts too) that spares the common case
-    the walk over every value; anything else takes that walk."""
+    brackets to nest past ``MAX_DEPTH``, no NUL or surrogate escape, no ``NaN``/``Infinity``.
+    A cheap, conservative test (a ``{`` inside a string counts too) that spares the common
+    case the walk over every value; anything else takes that walk."""
     return (
         text.count("{") + text.count("[") <= MAX_DEPTH
         and "\\u0000" not in text
+        and "\\ud" not in text
+        and "\\uD" not in text
         and "NaN" not in text
         and "Infinity" not in text
     )

@@ -23,7 +23,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from collector_service.errors import DecodeError
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
-_MAX_JSON_DEPTH = 64
+_MAX_JSON_DEPTH = 300
+"""Deep enough for every request protobuf accepts (100 nested messages, each at most three
+JSON levels: an AnyValue array is ``{"arrayValue": {"values": [...]}}``), so both forms
+of a request decode alike; ``ParseDict`` refuses deeper messages itself."""
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -17,7 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collector_service.ingest.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH, SpanAttributes
-from collector_service.ingest.values import TooDeep, from_any_value
+from collector_service.ingest.values import TooDeep, clean_text, from_any_value
 from collector_service.store.rows import (
     Adjustment,
     ArtifactValue,
@@ -93,7 +93,7 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     return StepRow(
         run_id=_run_id(attrs, trace_id),
         seq=attrs.seq(),
-        step_name=attrs.label(c.STEP_NAME) or span.name[:MAX_LABEL_CHARS] or step_type,
+        step_name=attrs.label(c.STEP_NAME) or _span_name(span, attrs) or step_type,
         step_type=step_type,
         pipeline=attrs.label(c.RUN_PIPELINE),
         entity=attrs.label(c.RUN_ENTITY),
@@ -185,6 +185,13 @@ def _read_attributes(key_values: Iterable[KeyValue]) -> SpanAttributes:
     return attrs
 
 
+def _span_name(span: Span, attrs: SpanAttributes) -> str:
+    name, changed = clean_text(span.name[:MAX_LABEL_CHARS])
+    if changed:
+        attrs.adjustments.append(Adjustment("span.name", "NUL characters replaced with U+FFFD"))
+    return name
+
+
 def _run_id(attrs: SpanAttributes, trace_id: str) -> str:
     run_id = attrs.text(c.RUN_ID)
     if run_id is not None and 0 < len(run_id) <= MAX_RUN_ID_LENGTH:
@@ -236,9 +243,18 @@ def _status(span: Span, exception: dict[str, Any] | None) -> tuple[str, str | No
 def _last_exception(span: Span) -> dict[str, Any] | None:
     for event in reversed(span.events):
         if event.name == c.EXCEPTION_EVENT:
-            return {kv.key: str(from_any_value(kv.value)).replace("\x00", "\ufffd")
-                    for kv in event.attributes if kv.key.startswith("exception.")}
+            return {kv.key: _event_text(kv) for kv in event.attributes
+                    if kv.key.startswith("exception.")}
     return None
+
+
+def _event_text(kv: KeyValue) -> str:
+    """An exception event's attribute as text; a value nested too deeply says so instead."""
+    try:
+        text = str(from_any_value(kv.value))
+    except TooDeep as exc:
+        text = f"<value {exc}>"
+    return clean_text(text)[0]
 
 
 def _with_exception_details(attributes: dict[str, Any],

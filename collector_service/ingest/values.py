@@ -1,6 +1,7 @@
 """Turn OTLP ``AnyValue`` messages into plain Python and JSON-safe values.
 
-Postgres ``text`` and ``jsonb`` cannot hold NUL characters and ``jsonb`` cannot hold
+Postgres ``text`` and ``jsonb`` cannot hold NUL characters (nor lone surrogates, which
+UTF-8 cannot encode) and ``jsonb`` cannot hold
 NaN or infinities, so those are replaced here and the caller is told, so it can
 record what changed.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -17,6 +19,7 @@ MAX_DEPTH = 32
 """Nesting deeper than this (in JSON or in OTLP arrays/maps) is not stored as structure."""
 
 NUL_REPLACEMENT = "\ufffd"
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class TooDeep(ValueError):
@@ -44,16 +47,27 @@ def clean_text(text: str) -> tuple[str, bool]:
     return text, False
 
 
+def _clean_json_string(text: str) -> tuple[str, list[str]]:
+    """``text`` fit for ``jsonb``: NUL and lone UTF-16 surrogates (which JSON text can
+    spell as ``\\ud800`` escapes, and UTF-8 cannot encode) replaced with U+FFFD."""
+    cleaned, changed = clean_text(text)
+    notes = ["NUL characters replaced with U+FFFD"] if changed else []
+    if not cleaned.isascii() and _LONE_SURROGATES.search(cleaned):
+        cleaned = _LONE_SURROGATES.sub(NUL_REPLACEMENT, cleaned)
+        notes.append("lone UTF-16 surrogates replaced with U+FFFD")
+    return cleaned, notes
+
+
 def to_json_safe(value: Any, depth: int = 0) -> tuple[Any, list[str]]:
     """A copy of ``value`` that ``jsonb`` accepts, plus a description of each change made.
 
-    bytes become base64 text, NaN and infinities become strings, NUL becomes U+FFFD.
+    bytes become base64 text, NaN and infinities become strings, NUL and lone surrogates
+    become U+FFFD.
     """
     if depth > MAX_DEPTH:
         raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        cleaned, changed = clean_text(value)
-        return cleaned, (["NUL characters replaced with U+FFFD"] if changed else [])
+        return _clean_json_string(value)
     if isinstance(value, bool | int) or value is None:
         return value, []
     if isinstance(value, float):
@@ -72,10 +86,10 @@ def to_json_safe(value: Any, depth: int = 0) -> tuple[Any, list[str]]:
     if isinstance(value, dict):
         mapping, notes = {}, []
         for key, item in value.items():
-            safe_key, key_changed = clean_text(str(key))
+            safe_key, key_notes = _clean_json_string(str(key))
             safe, more = to_json_safe(item, depth + 1)
             mapping[safe_key] = safe
-            notes.extend(more + (["NUL characters replaced with U+FFFD"] if key_changed else []))
+            notes.extend(more + key_notes)
         return mapping, notes
     return str(value), [f"{type(value).__name__} stored as a string"]
 

@@ -24,7 +24,10 @@ class Adjustment:
     problem: str
 
     def as_json(self) -> dict[str, str]:
-        return {"attribute": self.attribute, "problem": self.problem}
+        """The ``ingest_warnings`` entry; NUL (``jsonb`` refuses it) becomes U+FFFD, since
+        the attribute name is the producer's and may hold one."""
+        return {"attribute": self.attribute.replace("\x00", "\ufffd"),
+                "problem": self.problem.replace("\x00", "\ufffd")}
 
 
 @dataclass(frozen=True)
