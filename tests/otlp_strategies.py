@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from google.protobuf import json_format
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -24,7 +25,15 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from tests.otlp_builders import request, span
 from xray_otel import conventions as c
+
+
+def ci_settings(max_examples: int) -> settings:
+    """Reproducible in CI: derandomized, no example database, no wall-clock deadline."""
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 ODD_TEXT = st.sampled_from(["", " ", "\x00", "a\x00b", "NaN", "-Infinity", "{", "[1,", "null",
@@ -214,3 +223,14 @@ def all_spans(request: ExportTraceServiceRequest) -> list[tuple[Span, Resource]]
     """Every span of ``request`` with its resource, in order."""
     return [(span, rs.resource) for rs in request.resource_spans
             for ss in rs.scope_spans for span in ss.spans]
+
+
+_DEEP = nested(40)
+FOUND_BY_FUZZING = [  # each once sank its whole batch: an exception, or a row Postgres refused
+    request(span("s", {c.STEP_TYPE: "llm", c.STEP_WHY_JSON: '{"a": "\\ud800"}',
+                       c.STEP_INPUT: '["\\udfff"]'})),  # lone surrogates in JSON text
+    request(span("\x00", {c.STEP_TYPE: "llm"})),  # NUL in the span name
+    request(span("s", {c.STEP_TYPE: "llm", c.STEP_CANDIDATES_IN: 1e300, "k\x00": _DEEP})),
+    request(span("s", {c.STEP_TYPE: "llm"}, events=[Span.Event(
+        name=c.EXCEPTION_EVENT, attributes=[KeyValue(key=c.EXCEPTION_MESSAGE, value=_DEEP)])])),
+]

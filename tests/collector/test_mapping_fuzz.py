@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector_service.ingest.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH
@@ -24,25 +23,18 @@ from collector_service.ingest.decode import decode_json, decode_protobuf
 from collector_service.ingest.mapping import map_request, map_run_span
 from collector_service.ingest.values import MAX_DEPTH, TooDeep, from_any_value, json_depth
 from collector_service.store.rows import MappedBatch, RunRow, StepRow, compact_json
-from tests.otlp_builders import request, span
-from tests.otlp_strategies import all_spans, nested, otlp_json, requests
+from tests.otlp_strategies import (
+    FOUND_BY_FUZZING,
+    all_spans,
+    ci_settings,
+    otlp_json,
+    requests,
+)
 from xray_otel import conventions as c
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
-CI = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INTEGER_COLUMNS = (c.STEP_SEQ, c.STEP_CANDIDATES_IN, c.STEP_CANDIDATES_OUT)
-LONE_SURROGATE = request(span("s", {c.STEP_TYPE: "llm", c.STEP_WHY_JSON: '{"a": "\\ud800"}',
-                                    c.STEP_INPUT: '["\\udfff"]'}))
-DEEP = nested(40)
-FOUND = [  # each once sank its whole batch (an exception, or a row Postgres refused)
-    LONE_SURROGATE,
-    request(span("\x00", {c.STEP_TYPE: "llm"})),
-    request(span("s", {c.STEP_TYPE: "llm", c.STEP_CANDIDATES_IN: 1e300, "k\x00": DEEP})),
-    request(span("s", {c.STEP_TYPE: "llm"}, events=[Span.Event(
-        name=c.EXCEPTION_EVENT, attributes=[KeyValue(key=c.EXCEPTION_MESSAGE, value=DEEP)])])),
-]
 
 
 def expected_kind(span: Span) -> str | None:
@@ -190,20 +182,20 @@ def check_accounting(req: ExportTraceServiceRequest, batch: MappedBatch) -> None
             assert (run.status, run.span_id) == ("pending", None)
 
 
-@CI
+@ci_settings(150)
 @given(requests())
-@example(FOUND[0])
-@example(FOUND[1])
-@example(FOUND[2])
-@example(FOUND[3])
+@example(FOUND_BY_FUZZING[0])
+@example(FOUND_BY_FUZZING[1])
+@example(FOUND_BY_FUZZING[2])
+@example(FOUND_BY_FUZZING[3])
 def test_mapping_never_raises_and_accounts_for_every_span(
         req: ExportTraceServiceRequest) -> None:
     check_accounting(req, map_request(req, RECEIVED))
 
 
-@settings(CI, max_examples=60)
+@ci_settings(60)
 @given(requests())
-@example(LONE_SURROGATE)
+@example(FOUND_BY_FUZZING[0])
 def test_protobuf_and_otlp_json_forms_map_to_the_same_rows(
         req: ExportTraceServiceRequest) -> None:
     expected = map_request(req, RECEIVED)
