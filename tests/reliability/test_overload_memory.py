@@ -36,9 +36,9 @@ import grpc
 import psycopg
 import pytest
 
+from tests.fix_collector_process import CollectorProcess, SpawnCollector
 from tests.fix_db import DatabaseFactory
 from tests.otlp_builders import request, span
-from tests.reliability.collector_process import CollectorProcess
 from xray_otel import conventions as c
 
 pytestmark = pytest.mark.slow
@@ -200,7 +200,7 @@ class Watch:
 
     def _sample_rss(self) -> None:
         while not self._stop.wait(0.5):
-            self.rss.append(self.collector.memory()["VmRSS"])
+            self.rss.append(self.collector.rss_bytes())
 
     def _ask_health(self) -> None:
         while not self._stop.wait(0.5):
@@ -212,22 +212,30 @@ class Watch:
                 self.health[type(exc).__name__] += 1
 
 
+def peak_rss(collector: CollectorProcess) -> int:
+    """The kernel's high-water mark of the process's RSS: no peak between samples is missed."""
+    for line in Path(f"/proc/{collector.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {collector.pid}")
+
+
 def test_memory_stays_bounded_and_refusals_are_retryable_at_4x_overload(
-        databases: DatabaseFactory, tmp_path: Path) -> None:
+        databases: DatabaseFactory, spawn_collector: SpawnCollector) -> None:
     url = databases.create("xray_overload")
     body = template()
     flags = ("--max-inflight", str(MAX_INFLIGHT), "--max-inflight-bytes", str(MAX_INFLIGHT_BYTES),
              "--log-level", "WARNING")
-    with CollectorProcess(url, tmp_path / "collector", flags) as collector:
-        warm = drive(collector, body, {"grpc": 2}, 3.0, None)
-        assert not warm.errors and not warm.refusals
-        idle_rss = collector.memory()["VmRSS"]
-        calibration = drive(collector, body, {"grpc": 4}, CALIBRATE_S, None)
-        assert not calibration.errors and not calibration.refusals  # under the limits
-        capacity = len(calibration.acknowledged) / CALIBRATE_S
-        with Watch(collector) as watch:
-            flood = drive(collector, body, SENDERS, FLOOD_S, OVERLOAD * capacity)
-        peak = collector.memory()["VmHWM"]  # the kernel's high-water mark: no sample missed
+    collector = spawn_collector(url, *flags)
+    warm = drive(collector, body, {"grpc": 2}, 3.0, None)
+    assert not warm.errors and not warm.refusals
+    idle_rss = collector.rss_bytes()
+    calibration = drive(collector, body, {"grpc": 4}, CALIBRATE_S, None)
+    assert not calibration.errors and not calibration.refusals  # under the limits
+    capacity = len(calibration.acknowledged) / CALIBRATE_S
+    with Watch(collector) as watch:
+        flood = drive(collector, body, SENDERS, FLOOD_S, OVERLOAD * capacity)
+    peak = peak_rss(collector)
     bound = idle_rss + EXPANSION * MAX_INFLIGHT_BYTES + 2 * MAX_INFLIGHT * len(body) + SLACK
     print(f"\noverload: capacity {capacity:.1f} req/s ({capacity * len(body) / MiB:.1f} MiB/s),"
           f" offered {flood.attempts / FLOOD_S:.1f} req/s, acknowledged"
