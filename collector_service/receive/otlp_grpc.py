@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 IngestFn = Callable[[bytes, Format, str | None], Awaitable[IngestOutcome]]
-CONCURRENT_RPCS_FACTOR = 2
+CONCURRENT_RPCS_FACTOR = 4
 """gRPC's own hard limit is this many times ``max_inflight``: admission normally refuses
-first (with RetryInfo); the hard limit only bounds what a flood can make gRPC buffer."""
+first (with RetryInfo); the hard limit only bounds what a flood of many connections can
+make gRPC buffer. Its refusal, ``RESOURCE_EXHAUSTED`` without RetryInfo, is retried by
+the Python exporter and the OpenTelemetry Collector but not by every SDK."""
 
 
 def build_server(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
