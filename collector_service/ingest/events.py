@@ -117,7 +117,7 @@ def map_step_events(start: pb.StepStart | None, end: pb.StepEnd | None,
     notes: list[Adjustment] = []
     attrs = SpanAttributes(_step_values(start, end, notes))
     attrs.adjustments.extend(notes)
-    step_type = read_step_type(attrs)
+    step_type = read_step_type(attrs) if attrs.has(c.STEP_TYPE) else c.StepType.OTHER.value
     started_at, ended_at = _step_times(start, end, received_at, attrs.adjustments)
     status, error = _outcome(end)
     parent = _text(start, end, "parent_step_id")
@@ -154,8 +154,7 @@ def _step_values(start: pb.StepStart | None, end: pb.StepEnd | None,
     """The step's values under their attribute-contract names: the start's own fields
     from the start when it has them, else from the end; the outcome from the end."""
     values = _attributes(start, end, notes)
-    values[c.STEP_TYPE] = _text(start, end, "type")
-    for name, field in ((c.STEP_NAME, "name"), (c.RUN_PIPELINE, "pipeline"),
+    for name, field in ((c.STEP_TYPE, "type"), (c.STEP_NAME, "name"), (c.RUN_PIPELINE, "pipeline"),
                         (c.RUN_ENTITY, "entity")):
         if text := _text(start, end, field):
             values[name] = text
