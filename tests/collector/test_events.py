@@ -134,7 +134,7 @@ def test_a_non_finite_metric_from_binary_protobuf_is_refused_with_a_warning() ->
 
 @pytest.mark.parametrize("body", [b"[]", b"{", b'{"events": 3}', b"\xff"])
 def test_undecodable_json_names_the_message(body: bytes) -> None:
-    with pytest.raises(DecodeError, match="EventBatch|JSON object"):
+    with pytest.raises(DecodeError, match=r"EventBatch|JSON object"):
         decode_events(body, as_json=True)
 
 
