@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from google.protobuf import json_format
 
+from collector_service.cli.main import main
 from collector_service.ingest.events import step_span_id, trace_id_for
 from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
 from tests.fix_collector import RunningCollector
@@ -78,11 +82,14 @@ def test_a_gzipped_json_batch_becomes_rows(collector: RunningCollector,
 
 
 def test_a_start_is_visible_as_running_until_its_end_arrives(
-        collector: RunningCollector, db: psycopg.Connection) -> None:
+        collector: RunningCollector, db: psycopg.Connection, migrated_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
     start, end = EVENTS["events"][1], EVENTS["events"][2]
     assert post(collector, json.dumps({"events": [start]}).encode())[0] == 200
     query = "SELECT status, ended_at IS NULL, why FROM xray_steps"
     assert db.execute(query).fetchall() == [("running", True, None)]
+    assert main(["show", "run-7", "--database-url", migrated_url]) == 0
+    assert "  1. keywords [llm]  running" in capsys.readouterr().out.splitlines()
     assert post(collector, json.dumps({"events": [end]}).encode())[0] == 200
     assert db.execute(query).fetchall() == [("ok", False, "3 keywords")]
 
@@ -117,3 +124,23 @@ def test_bad_requests_get_a_clear_error(collector: RunningCollector, body: bytes
         assert message in json.loads(answer)["message"]
     else:
         assert message.encode() in answer
+
+
+def test_the_readme_curl_example_shows_in_xray_show(
+        collector: RunningCollector, db: psycopg.Connection, migrated_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    batch = Path(__file__).resolve().parents[2] / "examples" / "events" / "batch.json"
+    done = subprocess.run(
+        [curl, "-sS", collector.http_url + "/events", "-H", "Content-Type: application/json",
+         "--data-binary", f"@{batch}"], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout == "{}"
+    assert main(["show", "curl-run-1", "--database-url", migrated_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("run curl-run-1  pipeline=competitor_search  entity=B0CXYZ"
+                        "  status=ok")
+    assert lines[1] == "  1. generate_keywords [llm]  1200.0 ms"
+    assert lines[3].startswith("  2. category_filter [filter]  5000 → 40  (dropped 99.2%)")
+    assert "top reject reasons: category_mismatch: 4720, price: 240" in lines[5]
