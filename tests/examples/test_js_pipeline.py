@@ -1,4 +1,4 @@
-"""The Node.js example: plain OpenTelemetry JS → OTLP/HTTP → a real collector → Postgres.
+"""The Node.js example: TypeScript SDK on OpenTelemetry JS → OTLP/HTTP → collector → Postgres.
 
 Runs ``examples/js_pipeline/pipeline.mjs`` with ``node`` against the ``collector``
 fixture and checks, from the tables, that every run and step it traced landed with the

@@ -47,8 +47,8 @@ export interface Active {
     record(facts: StepFacts): void;
     /** The run or step finished; `error` is what it threw, if anything. */
     end(error?: unknown, threw?: boolean): void;
-    /** Run `fn` with this run or step as the current one (for OpenTelemetry context). */
-    within<T>(fn: () => T): T;
+    /** Call `fn(...args)` with this run or step as the current one (OpenTelemetry context). */
+    within<A extends unknown[], T>(fn: (...args: A) => T, ...args: A): T;
 }
 /** Where runs and steps go: OpenTelemetry spans, or events for `POST /events`. */
 export interface Transport {

@@ -60,7 +60,7 @@ export class XRay {
             warn('run', `run not recorded: ${String(error)}`);
             return fn();
         }
-        return this.storage.run(frame, () => within(frame.active, () => invoke(frame.active, fn)));
+        return this.storage.run(frame, inside, frame, fn, undefined);
     }
     /** Run `fn(step)` as a step of type `type` in the current run (or a run of its own). */
     step(type, options, fn) {
@@ -96,7 +96,8 @@ export class XRay {
             warn('step', `step not recorded: ${String(error)}`);
             return fn(NO_STEP);
         }
-        return this.storage.run(frame, () => within(frame.active, () => invoke(frame.active, () => fn(step))));
+        // Few frames between the user's function and its caller: stack traces stay useful.
+        return this.storage.run(frame, inside, frame, fn, step);
     }
     /** The current step's handle, or a no-op one outside any step. */
     currentStep() {
@@ -138,26 +139,25 @@ export class XRay {
         }
     }
 }
-function within(active, fn) {
-    let entered = false;
+/** Call `fn(arg)` inside `frame`'s context; a transport failing to set it is skipped. */
+function inside(frame, fn, arg) {
     try {
-        return active.within(() => {
-            entered = true;
-            return fn();
-        });
+        return frame.active.within(invoke, frame, fn, arg);
     }
     catch (error) {
-        if (entered)
-            throw error; // the user's error, or invoke's re-throw of it
+        if (frame.entered)
+            throw error; // the user's error, re-thrown unchanged
         warn('context', `context not set: ${String(error)}`);
-        return fn();
+        return invoke(frame, fn, arg);
     }
 }
-/** Call `fn`, end `active` when it returns, throws, resolves or rejects; pass it all on. */
-function invoke(active, fn) {
+/** Call `fn(arg)`; end the frame when it returns, throws, resolves or rejects; pass it on. */
+function invoke(frame, fn, arg) {
+    frame.entered = true;
+    const active = frame.active;
     let result;
     try {
-        result = fn();
+        result = fn(arg);
     }
     catch (error) {
         end(active, error, true);

@@ -56,7 +56,7 @@ export class EventsTransport {
                 this.enqueue({ runEnd: { ...base, startTime: iso(run.startTime), time: iso(Date.now()),
                         ...outcome(error, threw) } });
             },
-            within: (fn) => fn(),
+            within: (fn, ...args) => fn(...args),
         };
     }
     startStep(step, _parent) {
@@ -82,7 +82,7 @@ export class EventsTransport {
                         time: iso(Date.now()), input: json(input),
                         ...outcome(error, threw), ...stepOutcome(facts) } });
             },
-            within: (fn) => fn(),
+            within: (fn, ...args) => fn(...args),
         };
     }
     stats() {

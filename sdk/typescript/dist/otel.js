@@ -83,7 +83,7 @@ function spanActive(span, ctx) {
             }
             span.end();
         },
-        within: (fn) => contextApi.with(ctx, fn),
+        within: (fn, ...args) => contextApi.with(ctx, fn, undefined, ...args),
     };
 }
 /** The contract attributes for what a step decided. JSON values become JSON strings. */

@@ -57,8 +57,8 @@ export interface Active {
   record(facts: StepFacts): void;
   /** The run or step finished; `error` is what it threw, if anything. */
   end(error?: unknown, threw?: boolean): void;
-  /** Run `fn` with this run or step as the current one (for OpenTelemetry context). */
-  within<T>(fn: () => T): T;
+  /** Call `fn(...args)` with this run or step as the current one (OpenTelemetry context). */
+  within<A extends unknown[], T>(fn: (...args: A) => T, ...args: A): T;
 }
 
 /** Where runs and steps go: OpenTelemetry spans, or events for `POST /events`. */
@@ -98,6 +98,8 @@ interface Frame {
   run: RunState;
   active: Active;
   stepId: string | undefined;
+  /** Set once the user's function was called: from then on errors are the user's. */
+  entered?: boolean;
 }
 
 const NO_STEP: Step = Object.freeze({ runId: '', seq: 0, record: () => {} });
@@ -136,7 +138,7 @@ export class XRay {
       warn('run', `run not recorded: ${String(error)}`);
       return fn();
     }
-    return this.storage.run(frame, () => within(frame.active, () => invoke(frame.active, fn)));
+    return this.storage.run(frame, inside, frame, fn, undefined);
   }
 
   /** Run `fn(step)` as a step of type `type` in the current run (or a run of its own). */
@@ -170,8 +172,8 @@ export class XRay {
       warn('step', `step not recorded: ${String(error)}`);
       return fn(NO_STEP);
     }
-    return this.storage.run(frame, () => within(frame.active, () => invoke(frame.active,
-                                                                          () => fn(step))));
+    // Few frames between the user's function and its caller: stack traces stay useful.
+    return this.storage.run(frame, inside, frame, fn, step);
   }
 
   /** The current step's handle, or a no-op one outside any step. */
@@ -211,25 +213,24 @@ export class XRay {
   }
 }
 
-function within<T>(active: Active, fn: () => T): T {
-  let entered = false;
+/** Call `fn(arg)` inside `frame`'s context; a transport failing to set it is skipped. */
+function inside<A, T>(frame: Frame, fn: (arg: A) => T, arg: A): T {
   try {
-    return active.within(() => {
-      entered = true;
-      return fn();
-    });
+    return frame.active.within(invoke, frame, fn, arg);
   } catch (error) {
-    if (entered) throw error; // the user's error, or invoke's re-throw of it
+    if (frame.entered) throw error; // the user's error, re-thrown unchanged
     warn('context', `context not set: ${String(error)}`);
-    return fn();
+    return invoke(frame, fn, arg);
   }
 }
 
-/** Call `fn`, end `active` when it returns, throws, resolves or rejects; pass it all on. */
-function invoke<T>(active: Active, fn: () => T): T {
+/** Call `fn(arg)`; end the frame when it returns, throws, resolves or rejects; pass it on. */
+function invoke<A, T>(frame: Frame, fn: (arg: A) => T, arg: A): T {
+  frame.entered = true;
+  const active = frame.active;
   let result: T;
   try {
-    result = fn();
+    result = fn(arg);
   } catch (error) {
     end(active, error, true);
     throw error;

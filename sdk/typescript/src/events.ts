@@ -85,7 +85,7 @@ export class EventsTransport implements Transport {
         this.enqueue({ runEnd: { ...base, startTime: iso(run.startTime), time: iso(Date.now()),
                                  ...outcome(error, threw) } });
       },
-      within: (fn) => fn(),
+      within: (fn, ...args) => fn(...args),
     };
   }
 
@@ -111,7 +111,7 @@ export class EventsTransport implements Transport {
                                   time: iso(Date.now()), input: json(input),
                                   ...outcome(error, threw), ...stepOutcome(facts) } });
       },
-      within: (fn) => fn(),
+      within: (fn, ...args) => fn(...args),
     };
   }
 

@@ -107,7 +107,7 @@ function spanActive(span: Span, ctx: Context): OtelActive {
       }
       span.end();
     },
-    within: (fn) => contextApi.with(ctx, fn),
+    within: (fn, ...args) => contextApi.with(ctx, fn, undefined, ...args),
   };
 }
 
