@@ -47,40 +47,28 @@ export class EventsTransport {
         this.intervalMs = options.flushIntervalMs ?? 1000;
         this.timeoutMs = options.exportTimeoutMs ?? 10_000;
     }
+    // Events are queued as plain records and turned into JSON only when sent, so queuing
+    // costs little and an event dropped from a full buffer costs almost nothing.
     startRun(run) {
-        const base = { runId: run.runId, pipeline: run.pipeline, entity: run.entity };
-        this.enqueue({ runStart: { ...base, time: iso(run.startTime) } });
+        this.enqueue({ kind: 'runStart', run, at: run.startTime });
         return {
             record: () => { },
             end: (error, threw) => {
-                this.enqueue({ runEnd: { ...base, startTime: iso(run.startTime), time: iso(Date.now()),
-                        ...outcome(error, threw) } });
+                this.enqueue({ kind: 'runEnd', run, at: Date.now(), error, threw });
             },
             within: (fn, ...args) => fn(...args),
         };
     }
     startStep(step, _parent) {
-        const base = {
-            runId: step.run.runId, stepId: step.stepId, seq: step.seq, name: step.name,
-            type: step.type, pipeline: step.run.pipeline, entity: step.run.entity,
-            parentStepId: step.parentStepId,
-        };
-        let input = step.input;
-        const facts = {};
-        this.enqueue({ stepStart: { ...base, time: iso(step.startTime), input: json(input) } });
+        this.enqueue({ kind: 'stepStart', run: step.run, step, at: step.startTime });
+        let facts;
         return {
             record: (more) => {
-                if (more.input !== undefined)
-                    input = more.input;
-                Object.assign(facts, more, {
-                    metrics: { ...facts.metrics, ...more.metrics },
-                    artifacts: { ...facts.artifacts, ...more.artifacts },
-                });
+                facts = merge(facts, more);
             },
             end: (error, threw) => {
-                this.enqueue({ stepEnd: { ...base, startTime: iso(step.startTime),
-                        time: iso(Date.now()), input: json(input),
-                        ...outcome(error, threw), ...stepOutcome(facts) } });
+                this.enqueue({ kind: 'stepEnd', run: step.run, step, at: Date.now(), error, threw,
+                    facts });
             },
             within: (fn, ...args) => fn(...args),
         };
@@ -195,7 +183,7 @@ export class EventsTransport {
         for (const event of batch) {
             let text;
             try {
-                text = JSON.stringify({ ...event });
+                text = JSON.stringify(wire(event));
             }
             catch (error) {
                 this.counts.droppedTooLarge += 1;
@@ -223,6 +211,42 @@ export class EventsTransport {
         for (const controller of this.controllers)
             controller.abort();
     }
+}
+/** The event as `xray.v1.Event` in protobuf's JSON mapping. */
+function wire(entry) {
+    const run = entry.run;
+    if (entry.kind === 'runStart' || entry.kind === 'runEnd') {
+        const body = { runId: run.runId, pipeline: run.pipeline, entity: run.entity };
+        if (entry.kind === 'runStart')
+            return { runStart: { ...body, time: iso(entry.at) } };
+        return { runEnd: { ...body, startTime: iso(run.startTime), time: iso(entry.at),
+                ...outcome(entry.error, entry.threw) } };
+    }
+    const step = entry.step;
+    const facts = entry.facts ?? {};
+    const body = {
+        runId: run.runId, stepId: step.stepId, seq: step.seq, name: step.name, type: step.type,
+        pipeline: run.pipeline, entity: run.entity, parentStepId: step.parentStepId,
+        input: json(facts.input !== undefined ? facts.input : step.input),
+    };
+    if (entry.kind === 'stepStart')
+        return { stepStart: { ...body, time: iso(entry.at) } };
+    return { stepEnd: { ...body, startTime: iso(step.startTime), time: iso(entry.at),
+            ...outcome(entry.error, entry.threw), ...stepOutcome(facts) } };
+}
+/** `more` recorded over `facts`: later values win, metrics and artifacts merge by name. */
+function merge(facts, more) {
+    if (facts === undefined)
+        return { ...more };
+    const metrics = more.metrics && facts.metrics ? { ...facts.metrics, ...more.metrics } : undefined;
+    const artifacts = more.artifacts && facts.artifacts
+        ? { ...facts.artifacts, ...more.artifacts } : undefined;
+    Object.assign(facts, more);
+    if (metrics)
+        facts.metrics = metrics;
+    if (artifacts)
+        facts.artifacts = artifacts;
+    return facts;
 }
 function outcome(error, threw) {
     return threw ? { status: 'STATUS_ERROR', error: errorText(error) } : { status: 'STATUS_OK' };

@@ -35,6 +35,18 @@ export interface EventsTransportOptions {
 
 type Event = Record<string, unknown>;
 
+/** A queued event, before it is written as JSON. */
+interface Entry {
+  kind: 'runStart' | 'runEnd' | 'stepStart' | 'stepEnd';
+  run: RunState;
+  step?: StepInfo;
+  /** When it happened, ms since the epoch. */
+  at: number;
+  error?: unknown;
+  threw?: boolean;
+  facts?: StepFacts | undefined;
+}
+
 const MAX_VALUE_CHARS = 64 * 1024;
 const MAX_ARTIFACT_BYTES = 2 * 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
@@ -53,7 +65,7 @@ export class EventsTransport implements Transport {
   private readonly maxBytes: number;
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
-  private queue: Event[] = [];
+  private queue: Entry[] = [];
   private timer: NodeJS.Timeout | undefined;
   private exporting: Promise<void> | undefined;
   private readonly controllers = new Set<AbortController>();
@@ -76,40 +88,30 @@ export class EventsTransport implements Transport {
     this.timeoutMs = options.exportTimeoutMs ?? 10_000;
   }
 
+  // Events are queued as plain records and turned into JSON only when sent, so queuing
+  // costs little and an event dropped from a full buffer costs almost nothing.
+
   startRun(run: RunState): Active {
-    const base = { runId: run.runId, pipeline: run.pipeline, entity: run.entity };
-    this.enqueue({ runStart: { ...base, time: iso(run.startTime) } });
+    this.enqueue({ kind: 'runStart', run, at: run.startTime });
     return {
       record: () => {},
       end: (error, threw) => {
-        this.enqueue({ runEnd: { ...base, startTime: iso(run.startTime), time: iso(Date.now()),
-                                 ...outcome(error, threw) } });
+        this.enqueue({ kind: 'runEnd', run, at: Date.now(), error, threw });
       },
       within: (fn, ...args) => fn(...args),
     };
   }
 
   startStep(step: StepInfo, _parent: Active | undefined): Active {
-    const base: Event = {
-      runId: step.run.runId, stepId: step.stepId, seq: step.seq, name: step.name,
-      type: step.type, pipeline: step.run.pipeline, entity: step.run.entity,
-      parentStepId: step.parentStepId,
-    };
-    let input = step.input;
-    const facts: StepFacts = {};
-    this.enqueue({ stepStart: { ...base, time: iso(step.startTime), input: json(input) } });
+    this.enqueue({ kind: 'stepStart', run: step.run, step, at: step.startTime });
+    let facts: StepFacts | undefined;
     return {
       record: (more) => {
-        if (more.input !== undefined) input = more.input;
-        Object.assign(facts, more, {
-          metrics: { ...facts.metrics, ...more.metrics },
-          artifacts: { ...facts.artifacts, ...more.artifacts },
-        });
+        facts = merge(facts, more);
       },
       end: (error, threw) => {
-        this.enqueue({ stepEnd: { ...base, startTime: iso(step.startTime),
-                                  time: iso(Date.now()), input: json(input),
-                                  ...outcome(error, threw), ...stepOutcome(facts) } });
+        this.enqueue({ kind: 'stepEnd', run: step.run, step, at: Date.now(), error, threw,
+                       facts });
       },
       within: (fn, ...args) => fn(...args),
     };
@@ -134,7 +136,7 @@ export class EventsTransport implements Transport {
     this.abortAll();
   }
 
-  private enqueue(event: Event): void {
+  private enqueue(event: Entry): void {
     if (this.stopped) {
       this.counts.droppedAtShutdown += 1;
       return;
@@ -183,7 +185,7 @@ export class EventsTransport implements Transport {
     return this.exporting;
   }
 
-  private async send(batch: Event[], deadline: number): Promise<void> {
+  private async send(batch: Entry[], deadline: number): Promise<void> {
     for (const body of this.bodies(batch)) {
       const controller = new AbortController();
       this.controllers.add(controller);
@@ -213,7 +215,7 @@ export class EventsTransport implements Transport {
   }
 
   /** Request bodies of at most `maxBytes` each; an event larger than that alone is dropped. */
-  private *bodies(batch: Event[]): Generator<{ json: string; count: number }> {
+  private *bodies(batch: Entry[]): Generator<{ json: string; count: number }> {
     const head = this.serviceName === undefined ? '{"events":['
       : `{"serviceName":${JSON.stringify(this.serviceName)},"events":[`;
     let parts: string[] = [];
@@ -221,7 +223,7 @@ export class EventsTransport implements Transport {
     for (const event of batch) {
       let text: string;
       try {
-        text = JSON.stringify({ ...event });
+        text = JSON.stringify(wire(event));
       } catch (error) {
         this.counts.droppedTooLarge += 1;
         warn('encode', `event not encodable (dropped): ${String(error)}`);
@@ -247,6 +249,39 @@ export class EventsTransport implements Transport {
   private abortAll(): void {
     for (const controller of this.controllers) controller.abort();
   }
+}
+
+/** The event as `xray.v1.Event` in protobuf's JSON mapping. */
+function wire(entry: Entry): Event {
+  const run = entry.run;
+  if (entry.kind === 'runStart' || entry.kind === 'runEnd') {
+    const body: Event = { runId: run.runId, pipeline: run.pipeline, entity: run.entity };
+    if (entry.kind === 'runStart') return { runStart: { ...body, time: iso(entry.at) } };
+    return { runEnd: { ...body, startTime: iso(run.startTime), time: iso(entry.at),
+                       ...outcome(entry.error, entry.threw) } };
+  }
+  const step = entry.step as StepInfo;
+  const facts = entry.facts ?? {};
+  const body: Event = {
+    runId: run.runId, stepId: step.stepId, seq: step.seq, name: step.name, type: step.type,
+    pipeline: run.pipeline, entity: run.entity, parentStepId: step.parentStepId,
+    input: json(facts.input !== undefined ? facts.input : step.input),
+  };
+  if (entry.kind === 'stepStart') return { stepStart: { ...body, time: iso(entry.at) } };
+  return { stepEnd: { ...body, startTime: iso(step.startTime), time: iso(entry.at),
+                      ...outcome(entry.error, entry.threw), ...stepOutcome(facts) } };
+}
+
+/** `more` recorded over `facts`: later values win, metrics and artifacts merge by name. */
+function merge(facts: StepFacts | undefined, more: StepFacts): StepFacts {
+  if (facts === undefined) return { ...more };
+  const metrics = more.metrics && facts.metrics ? { ...facts.metrics, ...more.metrics } : undefined;
+  const artifacts = more.artifacts && facts.artifacts
+    ? { ...facts.artifacts, ...more.artifacts } : undefined;
+  Object.assign(facts, more);
+  if (metrics) facts.metrics = metrics;
+  if (artifacts) facts.artifacts = artifacts;
+  return facts;
 }
 
 function outcome(error: unknown, threw: boolean | undefined): Event {
