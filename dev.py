@@ -4,6 +4,7 @@
     python3 dev.py demo     # the debugging story on an embedded database
     python3 dev.py test     # the whole test suite (embedded database unless configured)
     python3 dev.py lint     # ruff and mypy
+    python3 dev.py proto    # regenerate the Python code for proto/ (grpcio-tools)
     python3 dev.py xray ... # any `xray` command inside the project's environment
 
 Creates ``.venv`` beside this file and installs the project into it the first time
@@ -47,7 +48,7 @@ def run(*command: str) -> int:
 
 def main(argv: list[str]) -> int:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
-    if task not in {"demo", "test", "lint", "xray"}:
+    if task not in {"demo", "test", "lint", "xray", "proto"}:
         print(__doc__)
         return 0 if task == "help" else 2
     ensure_environment()
@@ -55,6 +56,8 @@ def main(argv: list[str]) -> int:
         return run(str(BIN / "xray"), "demo", *rest)
     if task == "xray":
         return run(str(BIN / "xray"), *rest)
+    if task == "proto":
+        return run(str(BIN / "python"), str(ROOT / "proto" / "generate.py"), *rest)
     if task == "test":
         return run(str(BIN / "python"), "-m", "pytest", *rest)
     return run(str(BIN / "ruff"), "check", ".") or run(str(BIN / "mypy"))

@@ -28,7 +28,7 @@ from collector_service.errors import StorageUnavailable
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
-from collector_service.receive import artifact_http, otlp_grpc, otlp_http
+from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
 from collector_service.store.artifacts import build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
@@ -108,7 +108,9 @@ class Collector:
         await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
             ingestor.ingest, admission, self.metrics, self.readiness, config.max_request_bytes,
-            extra_routes=artifact_http.routes(artifacts, self._store))
+            extra_routes=[*artifact_http.routes(artifacts, self._store),
+                          *events_http.routes(ingestor.ingest_events, admission, self.metrics,
+                                              config.max_request_bytes)])
         # Decompression happens in the ingest path, which enforces the size limit.
         self._http = web.AppRunner(app, access_log=None, auto_decompress=False,
                                    shutdown_timeout=_CLOSE_MARGIN_S)

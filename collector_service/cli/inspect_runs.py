@@ -93,8 +93,9 @@ def _step_lines(step: dict[str, Any]) -> list[str]:
         funnel = f"  {cell(step['candidates_in'])} → {cell(step['candidates_out'])}"
         if step["drop_ratio"] is not None:
             funnel += f"  (dropped {step['drop_ratio']:.1%})"
+    took = "running" if step["status"] == "running" else f"{cell(step['duration_ms'])} ms"
     lines = [f"{cell(step['seq']):>3}. {step['step_name']} [{step['step_type']}]{funnel}"
-             f"  {cell(step['duration_ms'])} ms"]
+             f"  {took}"]
     if step["why"]:
         lines.append(f"     why: {step['why']}")
     reasons = (step["why_json"] or {}).get("top_reject_reasons")

@@ -84,7 +84,7 @@ def _add_inspect_commands(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--pipeline")
     runs.add_argument("--entity")
-    runs.add_argument("--status", choices=["pending", "ok", "error"])
+    runs.add_argument("--status", choices=["pending", "running", "ok", "error"])
     runs.add_argument("--since", help="an age such as 24h or 7d, or an ISO date")
     runs.set_defaults(run=cli_inspect.cmd_runs)
 

@@ -1,4 +1,4 @@
-"""Decode OTLP trace export requests from protobuf or OTLP/JSON bytes.
+"""Decode OTLP trace export requests, and X-Ray event batches, from protobuf or JSON bytes.
 
 OTLP/JSON differs from protobuf's canonical JSON in one way that matters here: trace
 and span ids are hex strings, not base64. They are converted before parsing. Unknown
@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.errors import DecodeError
+from collector_service.ingest.proto.xray.v1.events_pb2 import EventBatch, EventBatchResponse
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 _MAX_JSON_DEPTH = 300
@@ -74,6 +75,32 @@ def decode_json(payload: bytes) -> ExportTraceServiceRequest:
         return request
     except (json_format.ParseError, RecursionError, TypeError, ValueError) as exc:
         raise DecodeError(f"body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+
+
+def decode_events(payload: bytes, as_json: bool) -> EventBatch:
+    """Parse an ``xray.v1.EventBatch``: binary protobuf, or protobuf's JSON mapping
+    (unknown fields ignored, so newer producers reach older collectors)."""
+    batch = EventBatch()
+    try:
+        if as_json:
+            document = json.loads(payload)
+            if not isinstance(document, dict):
+                raise DecodeError("body must be a JSON object with an events array")
+            json_format.ParseDict(document, batch, ignore_unknown_fields=True)
+        else:
+            batch.ParseFromString(payload)
+    except (json_format.ParseError, ProtobufDecodeError, RecursionError, UnicodeDecodeError,
+            json.JSONDecodeError, TypeError, ValueError) as exc:
+        form = "JSON" if as_json else "protobuf"
+        raise DecodeError(f"body is not an xray.v1.EventBatch in {form}: {exc}") from exc
+    return batch
+
+
+def encode_events_response(response: EventBatchResponse, as_json: bool) -> bytes:
+    """Serialise an events response in the request's own format."""
+    if as_json:
+        return str(json_format.MessageToJson(response, indent=None)).encode()
+    return bytes(response.SerializeToString())
 
 
 def _hex_ids_to_base64(node: Any, depth: int) -> None:

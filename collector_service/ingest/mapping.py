@@ -84,11 +84,11 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     """The ``xray_steps`` row for one step span."""
     attrs = _read_attributes(span.attributes)
     trace_id = span.trace_id.hex()
-    step_type = _step_type(attrs)
+    step_type = read_step_type(attrs)
     started_at, ended_at = _times(span, received_at, attrs)
     exception = _last_exception(span)
     status, error = _status(span, exception)
-    artifacts = tuple(_artifact(name, value) for name, value
+    artifacts = tuple(artifact_value(name, value) for name, value
                       in attrs.prefixed(c.ARTIFACT_PREFIX).items() if value is not None)
     return StepRow(
         run_id=_run_id(attrs, trace_id),
@@ -165,7 +165,7 @@ def _implied_run(steps: Sequence[StepRow]) -> RunRow:
         entity=next((s.entity for s in steps if s.entity), None),
         status="pending", error=None,
         started_at=min(s.started_at for s in steps),
-        ended_at=max(s.ended_at for s in steps),
+        ended_at=max((s.ended_at for s in steps if s.ended_at is not None), default=None),
         trace_id=first.trace_id, span_id=None,
         service_name=next((s.service_name for s in steps if s.service_name), None),
     )
@@ -201,7 +201,8 @@ def _run_id(attrs: SpanAttributes, trace_id: str) -> str:
     return trace_id
 
 
-def _step_type(attrs: SpanAttributes) -> str:
+def read_step_type(attrs: SpanAttributes) -> str:
+    """``xray.step.type`` as one of the step types; anything else is ``other``, noted."""
     raw = attrs.text(c.STEP_TYPE)
     value = (raw or "").strip().lower()
     if value in c.STEP_TYPES:
@@ -264,7 +265,8 @@ def _with_exception_details(attributes: dict[str, Any],
     return attributes
 
 
-def _artifact(name: str, value: Any) -> ArtifactValue:
+def artifact_value(name: str, value: Any) -> ArtifactValue:
+    """The payload of artifact attribute ``name``: bytes, text, or an uploaded reference."""
     uploaded = c.parse_artifact_reference(value)
     if uploaded is not None:
         return ArtifactValue(name, b"", "application/octet-stream", uploaded_id=uploaded)

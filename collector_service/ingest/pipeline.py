@@ -25,7 +25,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.errors import SpoolFull, StorageUnavailable
-from collector_service.ingest.decode import decode_json, decode_protobuf, decompress
+from collector_service.ingest.decode import (
+    decode_events,
+    decode_json,
+    decode_protobuf,
+    decompress,
+)
+from collector_service.ingest.events import map_events
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import ArtifactOffloader
 from collector_service.store.postgres import PostgresStore
@@ -37,6 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 2000
 OTLP_TRACES = "otlp-traces"
 """Spool record kind: a binary-protobuf ExportTraceServiceRequest."""
+XRAY_EVENTS = "xray-events"
+"""Spool record kind: a binary-protobuf ``xray.v1.EventBatch`` (``POST /events``)."""
 
 Format = Literal["protobuf", "json"]
 CommitListener = Callable[[bytes], None]
@@ -115,8 +123,27 @@ class Ingestor:
         self._committed(decoded)
         return outcome
 
+    async def ingest_events(self, body: bytes, fmt: Format = "protobuf",
+                            encoding: str | None = None) -> IngestOutcome:
+        """Store the X-Ray events in ``body`` the way :meth:`ingest` stores spans (events
+        are X-Ray's own format: commit listeners, which forward OTLP, are not told)."""
+        batch, payload = await asyncio.to_thread(self._decode_events, body, fmt, encoding)
+        self._metrics.spans_received.inc(_xray_spans(batch))
+        if self._spool is not None and not self._store.available:
+            return await self._spool_payload(XRAY_EVENTS, payload, batch)
+        try:
+            return await self._store_batch(batch)
+        except StorageUnavailable:
+            if self._spool is None:
+                raise
+            return await self._spool_payload(XRAY_EVENTS, payload, batch)
+
     async def replay(self, kind: str, payload: bytes) -> None:
         """Store one spooled request; raises StorageUnavailable while the database is down."""
+        if kind == XRAY_EVENTS:
+            batch, _ = await asyncio.to_thread(self._decode_events, payload, "protobuf", None)
+            await self._store_batch(batch)
+            return
         if kind != OTLP_TRACES:
             logger.error("spool record of unknown kind %r skipped", kind)
             return
@@ -131,6 +158,13 @@ class Ingestor:
             return _Decoded(request, map_request(request, self._clock()), None)
         request = decode_protobuf(payload)
         return _Decoded(request, map_request(request, self._clock()), payload)
+
+    def _decode_events(self, body: bytes, fmt: Format,
+                       encoding: str | None) -> tuple[MappedBatch, bytes]:
+        payload = decompress(body, encoding, self._max_request_bytes)
+        events = decode_events(payload, as_json=fmt == "json")
+        protobuf = events.SerializeToString() if fmt == "json" else payload
+        return map_events(events, self._clock()), protobuf
 
     async def _store_batch(self, batch: MappedBatch) -> IngestOutcome:
         pressure = self._under_pressure()
@@ -151,15 +185,17 @@ class Ingestor:
         return outcome
 
     async def _spool_request(self, decoded: _Decoded) -> IngestOutcome:
+        payload = decoded.protobuf or decoded.request.SerializeToString()
+        return await self._spool_payload(OTLP_TRACES, payload, decoded.batch)
+
+    async def _spool_payload(self, kind: str, payload: bytes, batch: MappedBatch) -> IngestOutcome:
         """Keep the request durably until the database is back; refuse if there is no room."""
         assert self._spool is not None
-        payload = decoded.protobuf or decoded.request.SerializeToString()
         try:
-            await asyncio.to_thread(self._spool.append, OTLP_TRACES, payload)
+            await asyncio.to_thread(self._spool.append, kind, payload)
         except SpoolFull as exc:
             self._metrics.refusals.labels("spool_full").inc()
             raise StorageUnavailable(f"database unavailable and {exc}") from exc
-        batch = decoded.batch
         self._metrics.spans_spooled.inc(_xray_spans(batch))
         adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
         adjusted.extend(step for step in batch.steps if step.adjustments)

@@ -41,13 +41,13 @@ def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
     async def traces(request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
         if request.content_type not in (PROTOBUF, JSON):
-            return _answer(metrics, Answer(
+            return refusal(metrics, Answer(
                 _INVALID, code_pb2.INVALID_ARGUMENT, 415,
                 f"unsupported Content-Type {request.content_type!r}; use {PROTOBUF} or {JSON}"),
                 as_json=False)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
-            return _answer(metrics, _too_large(max_request_bytes), as_json)
+            return refusal(metrics, too_large(max_request_bytes), as_json)
         try:
             async with admission.admit(declared or 0):
                 body = await request.read()
@@ -55,9 +55,9 @@ def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
                     body, "json" if as_json else "protobuf",
                     request.headers.get("Content-Encoding")))
         except web.HTTPRequestEntityTooLarge:
-            return _answer(metrics, _too_large(max_request_bytes), as_json)
+            return refusal(metrics, too_large(max_request_bytes), as_json)
         except Exception as exc:
-            return _answer(metrics, answer_for(exc), as_json)
+            return refusal(metrics, answer_for(exc), as_json)
         metrics.requests.labels("http", "ok").inc()
         return web.Response(body=encode_response(outcome.response(), as_json),
                             content_type=JSON if as_json else PROTOBUF)
@@ -84,12 +84,14 @@ def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
     return app
 
 
-def _too_large(limit: int) -> Answer:
+def too_large(limit: int) -> Answer:
     return Answer(_INVALID, code_pb2.INVALID_ARGUMENT, 413, f"request body exceeds {limit} bytes")
 
 
-def _answer(metrics: CollectorMetrics, answer: Answer, as_json: bool) -> web.Response:
-    metrics.requests.labels("http", answer.label).inc()
+def refusal(metrics: CollectorMetrics, answer: Answer, as_json: bool,
+            transport: str = "http") -> web.Response:
+    """A refusal as a ``google.rpc.Status`` in the request's format, counted."""
+    metrics.requests.labels(transport, answer.label).inc()
     status = status_pb2.Status(code=answer.rpc_code, message=answer.message)
     headers = {"Retry-After": answer.retry_after_header} if answer.retry_after_header else None
     if as_json:

@@ -61,7 +61,8 @@ class StepRow:
     status: str
     error: str | None
     started_at: datetime
-    ended_at: datetime
+    ended_at: datetime | None
+    """None while the step is ``running`` (its start event has arrived, its end not yet)."""
     trace_id: str
     span_id: str
     parent_span_id: str | None

@@ -2,9 +2,10 @@
 // X-Ray example in Node.js: "find a competitor product for an ASIN".
 //
 // Five decision steps (keyword generation -> search -> filter -> rank -> pick) over a
-// small synthetic catalog, instrumented with nothing but the official OpenTelemetry JS
-// packages. X-Ray needs no client library: the contract is the attribute names below
-// (see xray_otel/conventions.py and the attribute table in the design document).
+// small synthetic catalog, instrumented with the X-Ray TypeScript SDK (`@xray/sdk`, in
+// sdk/typescript): `xray.run` wraps a run, `xray.step` each step, `step.record` says what
+// the step decided; the SDK numbers the steps and writes the attribute contract. Spans
+// are exported by the application's own OpenTelemetry provider.
 //
 //   node pipeline.mjs                        # two default runs
 //   node pipeline.mjs B0CASE0001 B0LAMP0001  # one run per ASIN, generated run ids
@@ -16,45 +17,13 @@
 
 import { randomUUID } from 'node:crypto';
 
-import {
-  context,
-  diag,
-  DiagConsoleLogger,
-  DiagLogLevel,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import { diag, DiagConsoleLogger, DiagLogLevel } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
-
-// --- the X-Ray attribute contract (v1), written out ------------------------------------
-
-const XRAY = Object.freeze({
-  RUN_ID: 'xray.run.id', // string, on the run span and on every step
-  RUN_PIPELINE: 'xray.run.pipeline', // string; with no step type it marks the run span
-  RUN_ENTITY: 'xray.run.entity', // string: what the run is about (the ASIN)
-  STEP_TYPE: 'xray.step.type', // string, one of STEP_TYPES; makes a span a step
-  STEP_NAME: 'xray.step.name', // string
-  STEP_SEQ: 'xray.step.seq', // int, order of the step in its run, from 1
-  STEP_CANDIDATES_IN: 'xray.step.candidates_in', // int
-  STEP_CANDIDATES_OUT: 'xray.step.candidates_out', // int
-  STEP_WHY: 'xray.step.why', // string, one line
-  STEP_WHY_JSON: 'xray.step.why_json', // string holding a JSON object
-  STEP_INPUT: 'xray.step.input', // string holding JSON
-  STEP_OUTPUT: 'xray.step.output', // string holding JSON
-  STEP_METRIC_PREFIX: 'xray.step.metric.', // + name: a number
-});
-
-const STEP_TYPES = Object.freeze({
-  LLM: 'llm',
-  SEARCH: 'search',
-  FILTER: 'filter',
-  RANK: 'rank',
-  TRANSFORM: 'transform',
-  OTHER: 'other',
-});
+import { xray } from '@xray/sdk';
+import { otelTransport, XRaySpanProcessor } from '@xray/sdk/otel';
 
 export const SERVICE_NAME = 'js-competitor-finder';
 export const SERVICE_VERSION = '0.1.0';
@@ -97,7 +66,7 @@ class NoCompetitorFoundError extends Error {
   name = 'NoCompetitorFoundError';
 }
 
-// --- OpenTelemetry set-up: only the official packages ----------------------------------
+// --- OpenTelemetry set-up, and X-Ray on top of it -------------------------------------
 
 function makeProvider() {
   // Export problems are logged, never thrown: the pipeline does not fail because of X-Ray.
@@ -113,76 +82,9 @@ function makeProvider() {
       [ATTR_SERVICE_NAME]: SERVICE_NAME,
       [ATTR_SERVICE_VERSION]: SERVICE_VERSION,
     })),
-    spanProcessors: [new BatchSpanProcessor(exporter)],
+    // XRaySpanProcessor numbers step spans the application starts itself inside a run.
+    spanProcessors: [new XRaySpanProcessor(), new BatchSpanProcessor(exporter)],
   });
-}
-
-// --- X-Ray helpers: a run span, and one span per step ----------------------------------
-
-/** Run `body(run)` inside a run span; `run.step(...)` adds steps numbered from 1. */
-async function withRun(tracer, { runId, entity }, body) {
-  const runAttributes = {
-    [XRAY.RUN_ID]: runId,
-    [XRAY.RUN_PIPELINE]: PIPELINE,
-    [XRAY.RUN_ENTITY]: entity,
-  };
-  const runSpan = tracer.startSpan(PIPELINE, { attributes: runAttributes });
-  // No context manager is registered (sdk-trace-base alone), so the parent is explicit.
-  const runContext = trace.setSpan(context.active(), runSpan);
-  let seq = 0;
-  const run = {
-    id: runId,
-    entity,
-    /** Run `fn(record)` as step `name`; `record({...})` sets what the step decided. */
-    async step(name, type, fn) {
-      seq += 1;
-      const span = tracer.startSpan(name, {
-        attributes: {
-          ...runAttributes,
-          [XRAY.STEP_TYPE]: type,
-          [XRAY.STEP_NAME]: name,
-          [XRAY.STEP_SEQ]: seq,
-        },
-      }, runContext);
-      const record = (facts) => span.setAttributes(stepAttributes(facts));
-      try {
-        return await fn(record);
-      } catch (error) {
-        markFailed(span, error);
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
-  };
-  try {
-    return await body(run);
-  } catch (error) {
-    markFailed(runSpan, error);
-    throw error;
-  } finally {
-    runSpan.end();
-  }
-}
-
-function markFailed(span, error) {
-  span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: String(error?.message ?? error) });
-}
-
-/** The contract attributes for what a step decided. JSON values become JSON strings. */
-function stepAttributes({ candidatesIn, candidatesOut, why, whyJson, input, output, metrics }) {
-  const attributes = {};
-  if (candidatesIn !== undefined) attributes[XRAY.STEP_CANDIDATES_IN] = candidatesIn;
-  if (candidatesOut !== undefined) attributes[XRAY.STEP_CANDIDATES_OUT] = candidatesOut;
-  if (why !== undefined) attributes[XRAY.STEP_WHY] = why;
-  if (whyJson !== undefined) attributes[XRAY.STEP_WHY_JSON] = JSON.stringify(whyJson);
-  if (input !== undefined) attributes[XRAY.STEP_INPUT] = JSON.stringify(input);
-  if (output !== undefined) attributes[XRAY.STEP_OUTPUT] = JSON.stringify(output);
-  for (const [name, value] of Object.entries(metrics ?? {})) {
-    attributes[XRAY.STEP_METRIC_PREFIX + name] = value;
-  }
-  return attributes;
 }
 
 // --- the pipeline ----------------------------------------------------------------------
@@ -193,17 +95,17 @@ const summary = ({ asin, title, category, price, rating }) => ({
   asin, title, category, price, rating,
 });
 
-async function findCompetitor(run) {
-  const source = CATALOG.find((product) => product.asin === run.entity);
+async function findCompetitor(entity) {
+  const source = CATALOG.find((product) => product.asin === entity);
 
   // 1. Keyword generation: a deterministic stand-in for an LLM call.
-  const keywords = await run.step('generate_keywords', STEP_TYPES.LLM, async (record) => {
-    if (!source) throw new UnknownProductError(`ASIN ${run.entity} is not in the catalog`);
+  const keywords = await xray.step('llm', { name: 'generate_keywords' }, async (step) => {
+    if (!source) throw new UnknownProductError(`ASIN ${entity} is not in the catalog`);
     const words = tokens(source.title);
     const distinct = [...new Set(words)]
       .filter((word) => word.length >= 3 && !STOPWORDS.has(word) && !/^\d+$/.test(word));
     const picked = distinct.slice(0, KEYWORD_COUNT);
-    record({
+    step.record({
       why: `Took the first ${picked.length} distinctive words of the title`,
       whyJson: { strategy: 'title_words', skipped: words.length - picked.length },
       input: { asin: source.asin, title: source.title, category: source.category },
@@ -214,10 +116,10 @@ async function findCompetitor(run) {
   });
 
   // 2. Search: any product whose title shares a keyword.
-  const hits = await run.step('search_catalog', STEP_TYPES.SEARCH, async (record) => {
+  const hits = await xray.step('search', { name: 'search_catalog' }, async (step) => {
     const found = CATALOG.filter((product) => tokens(product.title).some(
       (word) => keywords.includes(word)));
-    record({
+    step.record({
       candidatesOut: found.length,
       why: `${found.length} of ${CATALOG.length} catalog products share a keyword`,
       whyJson: { match: 'any_keyword_in_title', catalog_size: CATALOG.length },
@@ -230,7 +132,7 @@ async function findCompetitor(run) {
 
   // 3. Filter: same category, comparable price, decent rating, not the product itself.
   const [low, high] = PRICE_BAND.map((factor) => round4(source.price * factor));
-  const kept = await run.step('filter_candidates', STEP_TYPES.FILTER, async (record) => {
+  const kept = await xray.step('filter', { name: 'filter_candidates' }, async (step) => {
     const rejected = {};
     const survivors = [];
     for (const product of hits) {
@@ -244,7 +146,7 @@ async function findCompetitor(run) {
     }
     const reasons = Object.entries(rejected).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
     const dropped = hits.length - survivors.length;
-    record({
+    step.record({
       candidatesIn: hits.length,
       candidatesOut: survivors.length,
       why: `Dropped ${dropped} of ${hits.length} candidates`
@@ -258,7 +160,7 @@ async function findCompetitor(run) {
   });
 
   // 4. Rank: keyword overlap, rating and price closeness, best first.
-  const ranked = await run.step('rank_candidates', STEP_TYPES.RANK, async (record) => {
+  const ranked = await xray.step('rank', { name: 'rank_candidates' }, async (step) => {
     const scored = kept.map((product) => {
       const overlap = tokens(product.title).filter((word) => keywords.includes(word));
       const score = WEIGHTS.overlap * (new Set(overlap).size / keywords.length)
@@ -267,7 +169,7 @@ async function findCompetitor(run) {
       return { product, score: round4(score) };
     }).sort((a, b) => b.score - a.score || (a.product.asin < b.product.asin ? -1 : 1));
     const top = scored.slice(0, TOP_K);
-    record({
+    step.record({
       candidatesIn: kept.length,
       candidatesOut: top.length,
       why: top.length ? `Kept the top ${top.length} by score; best ${top[0].score}`
@@ -280,13 +182,13 @@ async function findCompetitor(run) {
   });
 
   // 5. Pick: a deterministic stand-in for an LLM that chooses among the finalists.
-  return run.step('pick_competitor', STEP_TYPES.LLM, async (record) => {
-    record({ candidatesIn: ranked.length, input: { finalists: ranked.map((r) => r.product.asin) } });
+  return xray.step('llm', { name: 'pick_competitor' }, async (step) => {
+    step.record({ candidatesIn: ranked.length, input: { finalists: ranked.map((r) => r.product.asin) } });
     if (!ranked.length) {
       throw new NoCompetitorFoundError(`no candidate left to pick for ${source.asin}`);
     }
     const [best, runnerUp] = ranked;
-    record({
+    step.record({
       candidatesOut: 1,
       why: `Picked ${best.product.asin}, the highest score (${best.score})`,
       whyJson: {
@@ -324,12 +226,13 @@ function parseArgs(argv) {
 async function main() {
   const runs = parseArgs(process.argv.slice(2));
   const provider = makeProvider();
-  const tracer = provider.getTracer(SERVICE_NAME, SERVICE_VERSION);
+  xray.configure({ transport: otelTransport({ tracerProvider: provider,
+                                             tracerName: SERVICE_NAME }) });
   let failed = 0;
   try {
     for (const { entity, runId } of runs) {
       try {
-        const best = await withRun(tracer, { runId, entity }, findCompetitor);
+        const best = await xray.run(PIPELINE, { runId, entity }, () => findCompetitor(entity));
         console.log(`${runId}: ${entity} -> ${best.product.asin} `
           + `"${best.product.title}" (score ${best.score})`);
       } catch (error) {

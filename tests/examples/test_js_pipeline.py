@@ -1,9 +1,10 @@
-"""The Node.js example: plain OpenTelemetry JS → OTLP/HTTP → a real collector → Postgres.
+"""The Node.js example: TypeScript SDK on OpenTelemetry JS → OTLP/HTTP → collector → Postgres.
 
 Runs ``examples/js_pipeline/pipeline.mjs`` with ``node`` against the ``collector``
 fixture and checks, from the tables, that every run and step it traced landed with the
 values the pipeline decided. Skipped when ``node`` or ``npm`` is not on PATH; installs
-the locked packages with ``npm ci`` when ``node_modules`` is missing.
+the locked packages with ``npm ci`` when ``node_modules`` is missing or its copy of the
+SDK is not the repository's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from tests.fix_collector import RunningCollector
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "js_pipeline"
+SDK = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 NPM_CI_TIMEOUT_S = 600
@@ -53,7 +55,8 @@ ORDER BY drop_ratio DESC;
 def installed() -> Path:
     """The example directory with its locked packages installed."""
     # npm writes node_modules/.package-lock.json last: its absence means no complete install.
-    if not (EXAMPLE / "node_modules" / ".package-lock.json").is_file():
+    # The SDK is installed as a copy of sdk/typescript: a changed dist/ needs a reinstall.
+    if not (EXAMPLE / "node_modules" / ".package-lock.json").is_file() or sdk_copy_is_stale():
         assert NPM is not None
         done = subprocess.run([NPM, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE,
                               capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_S,
@@ -61,6 +64,16 @@ def installed() -> Path:
         if done.returncode != 0:
             pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return EXAMPLE
+
+
+def sdk_copy_is_stale() -> bool:
+    """Whether the example's copy of the TypeScript SDK differs from sdk/typescript/dist."""
+    source, copy = SDK / "dist", EXAMPLE / "node_modules" / "@xray" / "sdk" / "dist"
+    if not copy.is_dir():
+        return True
+    names = sorted(p.name for p in source.iterdir())
+    return names != sorted(p.name for p in copy.iterdir()) or any(
+        (source / name).read_bytes() != (copy / name).read_bytes() for name in names)
 
 
 def run_node(example: Path, collector: RunningCollector,

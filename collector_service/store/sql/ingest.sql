@@ -5,7 +5,8 @@
 
 -- name: upsert_runs
 -- A run row comes from its run span (span_id set) or is provisional, implied by steps.
--- The run span's values win; provisional rows only fill gaps and widen the time range.
+-- The run span's values win; provisional rows only fill gaps and widen the time range
+-- (a run_start event is provisional too: it turns a 'pending' row 'running').
 -- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
 INSERT INTO xray_runs AS r (
     run_id, pipeline, entity, status, error, started_at, ended_at,
@@ -25,9 +26,12 @@ ON CONFLICT (run_id) DO UPDATE SET
                     ELSE COALESCE(r.pipeline, EXCLUDED.pipeline) END,
     entity = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.entity, r.entity)
                   ELSE COALESCE(r.entity, EXCLUDED.entity) END,
-    status = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.status ELSE r.status END,
+    status = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.status
+                  WHEN r.span_id IS NULL AND r.status = 'pending' AND EXCLUDED.status = 'running'
+                  THEN 'running' ELSE r.status END,
     error = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.error ELSE r.error END,
-    started_at = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.started_at
+    started_at = CASE WHEN EXCLUDED.span_id IS NOT NULL
+                      THEN COALESCE(EXCLUDED.started_at, r.started_at)
                       WHEN r.span_id IS NULL THEN LEAST(r.started_at, EXCLUDED.started_at)
                       ELSE r.started_at END,
     ended_at = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.ended_at
@@ -48,6 +52,9 @@ WHERE (EXCLUDED.span_id IS NOT NULL
             OR r.ended_at IS DISTINCT FROM EXCLUDED.ended_at))
    OR (EXCLUDED.span_id IS NULL AND r.span_id IS NULL
        AND (EXCLUDED.started_at < r.started_at OR EXCLUDED.ended_at > r.ended_at))
+   OR (EXCLUDED.span_id IS NULL AND r.span_id IS NULL
+       AND ((EXCLUDED.status = 'running' AND r.status = 'pending')
+            OR (r.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)))
    OR (r.pipeline IS NULL AND EXCLUDED.pipeline IS NOT NULL)
    OR (r.entity IS NULL AND EXCLUDED.entity IS NOT NULL)
 
@@ -72,18 +79,42 @@ COPY xray_steps_incoming FROM STDIN
 
 -- name: insert_steps
 -- A step without its own pipeline takes its run's. A replayed span changes nothing.
-INSERT INTO xray_steps (
+-- Event producers send a step's start and end apart: a 'running' row (start only) is
+-- completed by its end, keeping the start's own values (name, type, seq, start time,
+-- input, parent); a start arriving after its end, or a replay, changes nothing. One
+-- row per key (a completed one first) so a batch never touches a row twice.
+INSERT INTO xray_steps AS t (
     run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
     why, why_json, input, output, metrics, status, error, started_at, ended_at,
     trace_id, span_id, parent_span_id, attributes, ingest_warnings)
-SELECT s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
+SELECT DISTINCT ON (s.trace_id, s.span_id)
+       s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
        s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
        s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
        s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
 FROM xray_steps_incoming s
 LEFT JOIN xray_runs r ON r.run_id = s.run_id
-ORDER BY s.trace_id, s.span_id
-ON CONFLICT (trace_id, span_id) DO NOTHING
+ORDER BY s.trace_id, s.span_id, s.status = 'running'
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    seq = COALESCE(t.seq, EXCLUDED.seq),
+    pipeline = COALESCE(t.pipeline, EXCLUDED.pipeline),
+    input = COALESCE(t.input, EXCLUDED.input),
+    parent_span_id = COALESCE(t.parent_span_id, EXCLUDED.parent_span_id),
+    candidates_in = EXCLUDED.candidates_in,
+    candidates_out = EXCLUDED.candidates_out,
+    why = EXCLUDED.why,
+    why_json = EXCLUDED.why_json,
+    output = EXCLUDED.output,
+    metrics = EXCLUDED.metrics,
+    status = EXCLUDED.status,
+    error = EXCLUDED.error,
+    ended_at = GREATEST(EXCLUDED.ended_at, t.started_at),
+    attributes = t.attributes || EXCLUDED.attributes,
+    -- The end's own warnings; one about a missing start time is moot: the start's is kept.
+    ingest_warnings = NULLIF(COALESCE(t.ingest_warnings, '[]'::jsonb) || COALESCE(
+        (SELECT jsonb_agg(w) FROM jsonb_array_elements(EXCLUDED.ingest_warnings) AS w
+         WHERE w->>'attribute' <> 'start_time'), '[]'::jsonb), '[]'::jsonb)
+WHERE t.status = 'running' AND EXCLUDED.status <> 'running'
 
 -- name: backfill_step_pipelines
 -- Steps that arrived before their run span learn the pipeline when it comes.

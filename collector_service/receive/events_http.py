@@ -1,0 +1,73 @@
+"""``POST /events``: X-Ray's own event batches (``proto/xray/v1/events.proto``) over HTTP.
+
+For producers without OpenTelemetry. Shaped like ``POST /v1/traces``: the body is
+``xray.v1.EventBatch`` as binary protobuf (``application/x-protobuf``) or protobuf's JSON
+mapping (``application/json``), optionally gzip; it is admitted by its
+``Content-Length`` before it is read, then stored through the shared ingest path. The
+answers are OTLP's: 400 undecodable, 413 too large, 415 unknown content type, 429/503
+with ``Retry-After`` when the producer should retry, and on success an
+``EventBatchResponse`` that, like OTLP's ``partial_success``, counts the events that could
+not be stored and says what was changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+from aiohttp import web
+from google.rpc import code_pb2
+
+from collector_service.ingest.admission import Admission
+from collector_service.ingest.decode import encode_events_response
+from collector_service.ingest.pipeline import Format, IngestOutcome
+from collector_service.ingest.proto.xray.v1.events_pb2 import EventBatchResponse
+from collector_service.receive.otlp_http import JSON, PROTOBUF, refusal, too_large
+from collector_service.receive.statuses import Answer, answer_for
+from collector_service.telemetry.metrics import CollectorMetrics
+
+PATH = "/events"
+TRANSPORT = "events"
+"""The ``transport`` label of ``xray_requests_total`` for this endpoint."""
+
+EventsIngestFn = Callable[[bytes, Format, str | None], Awaitable[IngestOutcome]]
+
+
+def routes(ingest_events: EventsIngestFn, admission: Admission, metrics: CollectorMetrics,
+           max_request_bytes: int) -> list[web.RouteDef]:
+    """The ``POST /events`` route, to add to the OTLP/HTTP application."""
+
+    async def events(request: web.Request) -> web.Response:
+        as_json = request.content_type == JSON
+        if request.content_type not in (PROTOBUF, JSON):
+            return refusal(metrics, Answer(
+                grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, 415,
+                f"unsupported Content-Type {request.content_type!r}; use {PROTOBUF} or {JSON}"),
+                as_json=False, transport=TRANSPORT)
+        declared = request.content_length
+        if declared is not None and declared > max_request_bytes:
+            return refusal(metrics, too_large(max_request_bytes), as_json, TRANSPORT)
+        try:
+            async with admission.admit(declared or 0):
+                body = await request.read()
+                outcome = await admission.run(ingest_events(
+                    body, "json" if as_json else "protobuf",
+                    request.headers.get("Content-Encoding")))
+        except web.HTTPRequestEntityTooLarge:
+            return refusal(metrics, too_large(max_request_bytes), as_json, TRANSPORT)
+        except Exception as exc:
+            return refusal(metrics, answer_for(exc), as_json, TRANSPORT)
+        metrics.requests.labels(TRANSPORT, "ok").inc()
+        return web.Response(body=encode_events_response(response_for(outcome), as_json),
+                            content_type=JSON if as_json else PROTOBUF)
+
+    return [web.post(PATH, events)]
+
+
+def response_for(outcome: IngestOutcome) -> EventBatchResponse:
+    """Empty when every event was stored as sent; else what was refused or changed."""
+    if not outcome.rejected and not outcome.message:
+        return EventBatchResponse()
+    return EventBatchResponse(rejected_events=len(outcome.rejected),
+                              error_message=outcome.message)
+
