@@ -25,11 +25,12 @@ from grpc_health.v1._async import HealthServicer
 
 from collector_service.config import CollectorConfig
 from collector_service.errors import StorageUnavailable
+from collector_service.forward.forwarder import Forwarder
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
-from collector_service.store.artifacts import build_artifact_store
+from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
 from collector_service.store.postgres import PostgresStore
@@ -68,10 +69,20 @@ class Collector:
         self._offloader: ArtifactOffloader | None = None
         self._spool: Spool | None = None
         self._replayer: asyncio.Task[None] | None = None
+        self._forwarder: Forwarder | None = None
         self._stopping = False
         self._published_ready = True
 
     async def start(self) -> Endpoints:
+        """Database and migrations, the ingest path, then both receivers."""
+        url = await self._start_storage()
+        ingestor, artifacts = await self._start_ingest()
+        grpc_port, http_port = await self._start_receivers(ingestor, artifacts)
+        logger.info("OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d", self.config.host, grpc_port,
+                    self.config.host, http_port)
+        return Endpoints(grpc_port, http_port, url)
+
+    async def _start_storage(self) -> str:
         config = self.config
         url, self._embedded = await asyncio.to_thread(resolve_database, config)
         applied = await asyncio.to_thread(apply_migrations, url)
@@ -83,22 +94,40 @@ class Collector:
         await self._store.open()
         self.metrics.db_up.set(1)
         self.metrics.watch_pool(self._store.connections_in_use)
+        if config.spool_max_bytes > 0:
+            self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,
+                                self.metrics.registry)
+            await asyncio.to_thread(self._spool.open)
+        return url
+
+    async def _start_ingest(self) -> tuple[Ingestor, ArtifactStore]:
+        config = self.config
+        assert self._store is not None
         admission = self._admission = Admission(config.max_inflight, config.max_inflight_bytes,
                                                 self.metrics)
         artifacts = build_artifact_store(config)
         policy = OffloadPolicy(config.inline_ceiling, config.max_artifact_bytes,
                                config.artifact_timeout)
         self._offloader = ArtifactOffloader(artifacts, policy, self.metrics)
-        if config.spool_max_bytes > 0:
-            self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,
-                                self.metrics.registry)
-            await asyncio.to_thread(self._spool.open)
         ingestor = Ingestor(self._store, self._offloader, self.metrics,
                             config.max_request_bytes,
                             under_pressure=lambda: admission.under_pressure, spool=self._spool)
         if self._spool is not None:
             self._replayer = asyncio.create_task(self._replay_spool(self._spool, ingestor),
                                                  name="xray-spool-replay")
+        if config.forward_endpoint:
+            self._forwarder = Forwarder(config.forward_endpoint, config.forward_protocol,
+                                        config.forward_headers, config.forward_queue_bytes,
+                                        self.metrics.registry)
+            self._forwarder.start()
+            ingestor.on_commit(self._forwarder.offer)
+        return ingestor, artifacts
+
+    async def _start_receivers(self, ingestor: Ingestor,
+                               artifacts: ArtifactStore) -> tuple[int, int]:
+        config = self.config
+        assert self._admission is not None and self._store is not None
+        admission = self._admission
         self._grpc, self._health = otlp_grpc.build_server(
             ingestor.ingest, admission, self.metrics, config.max_request_bytes)
         grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
@@ -117,10 +146,7 @@ class Collector:
         await self._http.setup()
         site = web.TCPSite(self._http, config.host, config.http_port)
         await site.start()
-        http_port = self._http.addresses[0][1]
-        logger.info("OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d", config.host, grpc_port,
-                    config.host, http_port)
-        return Endpoints(grpc_port, http_port, url)
+        return grpc_port, self._http.addresses[0][1]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether this collector takes work now, and why (``/readyz``, gRPC health)."""
@@ -180,6 +206,8 @@ class Collector:
             await self._grpc.stop(_CLOSE_MARGIN_S / 2)
         if self._http is not None:
             await self._http.cleanup()
+        if self._forwarder is not None:
+            await self._forwarder.stop(_CLOSE_MARGIN_S)
         if self._store is not None:
             await self._store.close()
         if self._offloader is not None:
