@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from collector_service.telemetry.logs import RateLimitedLog
@@ -122,10 +123,11 @@ class Forwarder:
         give_up = time.monotonic() + deadline_s
         while (self._queue or self._busy) and time.monotonic() < give_up:
             await asyncio.sleep(0.05)
+        unsent = len(self._queue) + self._busy  # before cancelling, which clears _busy
         for task in self._senders:
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
-        self.requests.labels("dropped_at_stop").inc(len(self._queue) + self._busy)
+        self.requests.labels("dropped_at_stop").inc(unsent)
         self._queue.clear()
         self._queued_bytes = 0
         self.queue_bytes.set(0)
@@ -184,7 +186,8 @@ class Forwarder:
             await export(payload, timeout=TIMEOUT_S, metadata=self._headers or None)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _RETRYABLE_GRPC:
-                raise Retryable(f"{exc.code().name}: {exc.details()}") from exc
+                raise Retryable(f"{exc.code().name}: {exc.details()}",
+                                _retry_delay(exc.trailing_metadata())) from exc
             raise
 
     async def _send_http(self, session: aiohttp.ClientSession, payload: bytes) -> None:
@@ -199,6 +202,20 @@ class Forwarder:
                     raise RuntimeError(f"HTTP {response.status}")
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _retry_delay(trailers: object) -> float | None:
+    """The ``RetryInfo`` delay in a gRPC status's details, if the upstream sent one."""
+    for key, value in trailers or ():  # type: ignore[attr-defined]
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        with contextlib.suppress(Exception):  # malformed details: back off as usual
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    return float(info.retry_delay.ToTimedelta().total_seconds())
+    return None
 
 
 def _seconds(header: str | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -10,19 +11,23 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
-from google.protobuf import json_format
+from aiohttp import web
+from google.protobuf import duration_pb2, json_format
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector_service.config import CollectorConfig
-from collector_service.forward.forwarder import Upstream
+from collector_service.forward.forwarder import Forwarder, Retryable, Upstream
 from collector_service.server import CollectorThread
 from collector_service.store.migrate import apply_migrations
 from tests.collector.test_receivers import post
@@ -56,6 +61,9 @@ class Sink:
     received: list[bytes] = field(default_factory=list)
     metadata: list[dict[str, str]] = field(default_factory=list)
     hold: threading.Event | None = None
+    refusals: int = 0
+    """How many calls to answer UNAVAILABLE with RetryInfo before accepting."""
+    retry_delay_s: float = 0.01
 
 
 @pytest.fixture
@@ -64,6 +72,9 @@ def sink() -> Iterator[Sink]:
 
     def export(payload: bytes, context: grpc.ServicerContext) -> bytes:
         state.metadata.append(dict(context.invocation_metadata()))  # type: ignore[arg-type]
+        if state.refusals > 0:
+            state.refusals -= 1
+            _abort_with_retry_info(context, state.retry_delay_s)
         if state.hold is not None:
             state.hold.wait(30)
         state.received.append(payload)
@@ -186,3 +197,99 @@ def _hex_ids(document: str) -> str:
                     if key in item:
                         item[key] = base64.b64decode(item[key]).hex()
     return json.dumps(data)
+
+
+def _abort_with_retry_info(context: grpc.ServicerContext, delay_s: float) -> None:
+    """Refuse as X-Ray does when it is busy: UNAVAILABLE, RetryInfo in the details."""
+    delay = duration_pb2.Duration()
+    delay.FromTimedelta(timedelta(seconds=delay_s))
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="busy")
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+    context.abort(grpc.StatusCode.UNAVAILABLE, "busy")
+
+
+def outcomes(registry: CollectorRegistry) -> dict[str, float]:
+    return {outcome: registry.get_sample_value("xray_forward_requests_total",
+                                               {"outcome": outcome}) or 0.0
+            for outcome in ("sent", "failed", "dropped_queue_full", "dropped_at_stop")}
+
+
+def test_grpc_retry_info_is_read_and_retries_deliver(sink: Sink) -> None:
+    sink.refusals, sink.retry_delay_s = 1, 1.5
+    registry = CollectorRegistry()
+    forwarder = Forwarder(f"127.0.0.1:{sink.port}", "grpc", (), 1 << 20, registry)
+
+    async def scenario() -> float | None:
+        forwarder.start()
+        try:
+            await forwarder._send(b"")  # the refusal, as the sender sees it
+        except Retryable as exc:
+            delay = exc.delay_s
+        else:
+            pytest.fail("a refusal was taken for a delivery")
+        sink.refusals, sink.retry_delay_s = 2, 0.01
+        forwarder.offer(request(span("s", {c.STEP_TYPE: "llm"})).SerializeToString())
+        while outcomes(registry)["sent"] == 0 and outcomes(registry)["failed"] == 0:
+            await asyncio.sleep(0.02)
+        await forwarder.stop(5)
+        return delay
+
+    assert asyncio.run(scenario()) == 1.5
+    assert outcomes(registry) == {"sent": 1, "failed": 0, "dropped_queue_full": 0,
+                                  "dropped_at_stop": 0}
+    assert len(sink.received) == 1 and len(sink.metadata) == 4
+
+
+def test_stop_counts_what_it_could_not_send(sink: Sink) -> None:
+    sink.hold = threading.Event()
+    registry = CollectorRegistry()
+    forwarder = Forwarder(f"http://127.0.0.1:{sink.port}", "grpc", (), 1 << 20, registry)
+
+    async def scenario() -> None:
+        forwarder.start()
+        for _ in range(5):
+            forwarder.offer(b"")
+        while len(sink.metadata) < 2:  # both senders are waiting on the upstream
+            await asyncio.sleep(0.02)
+        await forwarder.stop(0.1)
+
+    asyncio.run(scenario())
+    assert outcomes(registry) == {"sent": 0, "failed": 0, "dropped_queue_full": 0,
+                                  "dropped_at_stop": 5}
+    assert registry.get_sample_value("xray_forward_queue_bytes") == 0
+
+
+def test_http_upstream_gets_headers_and_retry_after_is_honoured() -> None:
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    async def traces(http_request: web.Request) -> web.Response:
+        seen.append((http_request.path, http_request.headers.get("X-Scope-OrgID"),
+                     await http_request.read()))
+        if len(seen) == 1:
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    registry = CollectorRegistry()
+    payload = request(span("s", {c.STEP_TYPE: "llm"})).SerializeToString()
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", traces)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        forwarder = Forwarder(f"http://127.0.0.1:{port}", "http/protobuf",
+                              (("X-Scope-OrgID", "team-b"),), 1 << 20, registry)
+        forwarder.start()
+        forwarder.offer(payload)
+        while outcomes(registry)["sent"] == 0 and outcomes(registry)["failed"] == 0:
+            await asyncio.sleep(0.02)
+        await forwarder.stop(5)
+        await runner.cleanup()
+
+    asyncio.run(scenario())
+    assert outcomes(registry)["sent"] == 1
+    assert seen == [("/v1/traces", "team-b", payload)] * 2
