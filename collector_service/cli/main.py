@@ -1,4 +1,4 @@
-"""The ``xray`` command line: run the collector, migrate, and inspect stored runs."""
+"""The ``xray`` command line: run the collector, migrate, inspect stored runs, manage tokens."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_inspect_commands(commands)
     _add_artifact_commands(commands)
+    _add_token_commands(commands)
     return parser
 
 
@@ -125,6 +126,27 @@ def _add_artifact_commands(commands: Any) -> None:
     prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     prune.set_defaults(run=cli_artifacts.cmd_prune)
     _add_settings(prune, DB_SETTINGS + STORE_SETTINGS)
+
+
+def _add_token_commands(commands: Any) -> None:
+    from collector_service.cli import tokens as cli_tokens
+
+    token_parser = commands.add_parser(
+        "tokens", help="bearer tokens collectors accept, added and revoked without a restart")
+    verbs = token_parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", help="make a token; it is printed once, only its "
+                                             "hash is stored")
+    create.add_argument("--name", required=True, help="who or what the token is for")
+    create.set_defaults(run=cli_tokens.cmd_create)
+    listing = verbs.add_parser("list", help="every token: id, name, created, revoked")
+    listing.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    listing.set_defaults(run=cli_tokens.cmd_list)
+    revoke = verbs.add_parser("revoke", help="refuse a token from now on")
+    revoke.add_argument("token", metavar="ID_OR_NAME",
+                        help="a token id, or the name of an active token")
+    revoke.set_defaults(run=cli_tokens.cmd_revoke)
+    for sub in (create, listing, revoke):
+        _add_settings(sub, DB_SETTINGS)
 
 
 def _lazy(module: str, name: str) -> Command:

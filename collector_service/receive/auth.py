@@ -1,0 +1,180 @@
+"""Bearer-token authentication for the receivers: who may write, checked in constant time.
+
+Tokens come from the configuration (``--auth-token``) and from ``xray_auth_tokens``
+(managed with ``xray tokens``), re-read in the background so a created or revoked
+token takes effect without a restart. Authentication is on while any token exists and
+off otherwise. A presented token is hashed with SHA-256 and compared with every known
+hash by ``hmac.compare_digest``, without stopping at a match, so the time taken says
+nothing about which token, or how much of one, was right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from enum import Enum
+
+from prometheus_client import CollectorRegistry, Counter
+
+from collector_service.store.tokens import hash_token
+
+logger = logging.getLogger(__name__)
+
+ReadManaged = Callable[[], Awaitable[Collection[bytes]]]
+REFRESH_S = 2.0
+LOG_EVERY_S = 10.0
+TRANSPORTS = ("grpc", "http", "artifacts")
+
+
+class Refusal(Enum):
+    """Why a request was not authenticated; the value is the metric's ``reason`` label."""
+
+    MISSING = "missing"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+
+    @property
+    def message(self) -> str:
+        return {
+            Refusal.MISSING: "authentication required: send `Authorization: Bearer <token>`",
+            Refusal.MALFORMED: "malformed Authorization header: expected `Bearer <token>`",
+            Refusal.UNKNOWN: "the bearer token is not accepted by this collector",
+        }[self]
+
+
+def parse_bearer(authorization: str | None) -> str | Refusal:
+    """The token in ``Bearer <token>`` (scheme in any case), or why there is none."""
+    if authorization is None or not authorization.strip():
+        return Refusal.MISSING
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or any(ch.isspace() for ch in token):
+        return Refusal.MALFORMED
+    return token
+
+
+class TokenAuthenticator:
+    """Decides whether a request's ``Authorization`` value may write, and counts refusals."""
+
+    def __init__(self, static_tokens: Sequence[str], registry: CollectorRegistry,
+                 read_managed: ReadManaged | None = None, refresh_s: float = REFRESH_S) -> None:
+        self._static = tuple(hash_token(token) for token in dict.fromkeys(static_tokens))
+        self._managed: tuple[bytes, ...] = ()
+        self._read_managed = read_managed
+        self._refresh_s = refresh_s
+        self._task: asyncio.Task[None] | None = None
+        self._failures = Counter(
+            "xray_auth_failures_total", "Requests refused for a missing, malformed or "
+            "unknown bearer token", ["transport", "reason"], registry=registry)
+        for transport in TRANSPORTS:
+            for refusal in Refusal:
+                self._failures.labels(transport, refusal.value)
+        self._last_logged: dict[tuple[str, Refusal], float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """True while any token is known: requests without one are refused."""
+        return bool(self._static or self._managed)
+
+    def refusal(self, authorization: str | None) -> Refusal | None:
+        """None when ``authorization`` may write (or authentication is off), else why not."""
+        known = self._static + self._managed
+        if not known:
+            return None
+        token = parse_bearer(authorization)
+        if isinstance(token, Refusal):
+            return token
+        presented = hash_token(token)
+        matched = False
+        for candidate in known:  # no early exit: every hash is compared
+            matched |= hmac.compare_digest(presented, candidate)
+        return None if matched else Refusal.UNKNOWN
+
+    def allows(self, authorization: str | None) -> bool:
+        return self.refusal(authorization) is None
+
+    def check(self, authorization: str | None, transport: str) -> Refusal | None:
+        """:meth:`refusal`, counted in ``xray_auth_failures_total`` and logged (rate limited)."""
+        refused = self.refusal(authorization)
+        if refused is not None:
+            self._failures.labels(transport, refused.value).inc()
+            self._log_refusal(transport, refused)
+        return refused
+
+    def set_managed(self, hashes: Collection[bytes]) -> None:
+        """Replace the managed tokens; log when that turns authentication on or off."""
+        was_enabled, before = self.enabled, len(self._managed)
+        self._managed = tuple(sorted(set(hashes)))
+        if self.enabled != was_enabled:
+            self.log_state()
+        elif len(self._managed) != before:
+            logger.info("managed tokens now %d (static %d)", len(self._managed),
+                        len(self._static))
+
+    def log_state(self) -> None:
+        if self.enabled:
+            logger.info("authentication on: %d static token(s), %d managed token(s)",
+                        len(self._static), len(self._managed))
+        else:
+            logger.info("authentication off: no tokens configured or managed")
+
+    async def start(self, host: str) -> None:
+        """Read the managed tokens once (errors propagate), then keep them fresh."""
+        if self._read_managed is not None:
+            self._managed = tuple(sorted(set(await self._read_managed())))
+            self._task = asyncio.create_task(self._refresh_forever(self._read_managed),
+                                             name="xray-auth-refresh")
+        self.log_state()
+        if not self.enabled and not is_loopback(host):
+            logger.warning(
+                "NO AUTHENTICATION on %s: anyone who can reach the OTLP and artifact ports "
+                "can write spans and read artifacts. Set --auth-token / XRAY_AUTH_TOKENS or "
+                "create a token with `xray tokens create`.", host)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _refresh_forever(self, read: ReadManaged) -> None:
+        """Re-read every ``refresh_s``; while that fails, keep the last set read."""
+        failing = False
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                hashes = await read()
+            except Exception as exc:
+                if not failing:
+                    logger.warning("cannot refresh managed tokens, keeping the %d last read: "
+                                   "%s", len(self._managed), exc)
+                failing = True
+                continue
+            if failing:
+                logger.info("managed tokens readable again")
+            failing = False
+            self.set_managed(hashes)
+
+    def _log_refusal(self, transport: str, refused: Refusal) -> None:
+        now = time.monotonic()
+        key = (transport, refused)
+        if now - self._last_logged.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._last_logged[key] = now
+            logger.warning("refused an unauthenticated %s request (%s token); more are "
+                           "counted in xray_auth_failures_total", transport, refused.value)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable only from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
