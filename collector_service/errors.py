@@ -9,6 +9,7 @@
     ├── SpoolFull                  the outage spool is full, disabled, or its disk failed
     ├── Overloaded                 too many requests or bytes in flight: retry after a pause
     ├── ShuttingDown               the collector is stopping: retry (at another replica)
+    ├── Unauthenticated            no accepted bearer token: not retryable as is
     ├── NotFound                   a run or artifact asked for by id does not exist
     └── EmbeddedDatabaseError      the embedded PostgreSQL could not be started
 
@@ -60,6 +61,14 @@ class ShuttingDown(XRayError):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"collector is shutting down; retry in {retry_after_s:g}s")
         self.retry_after_s = retry_after_s
+
+
+class Unauthenticated(XRayError):
+    """The request carries no bearer token this collector accepts."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotFound(XRayError):

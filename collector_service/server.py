@@ -30,6 +30,8 @@ from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
+from collector_service.receive.auth import TokenAuthenticator
+from collector_service.receive.tls import ServerTLS, load_server_tls
 from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
@@ -70,16 +72,18 @@ class Collector:
         self._spool: Spool | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._forwarder: Forwarder | None = None
+        self._auth: TokenAuthenticator | None = None
         self._stopping = False
         self._published_ready = True
 
     async def start(self) -> Endpoints:
-        """Database and migrations, the ingest path, then both receivers."""
+        """TLS files, database and migrations, tokens, the ingest path, both receivers."""
+        tls = load_server_tls(self.config)  # bad files stop us before anything starts
         url = await self._start_storage()
         ingestor, artifacts = await self._start_ingest()
-        grpc_port, http_port = await self._start_receivers(ingestor, artifacts)
-        logger.info("OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d", self.config.host, grpc_port,
-                    self.config.host, http_port)
+        grpc_port, http_port = await self._start_receivers(ingestor, artifacts, tls)
+        logger.info("OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d%s", self.config.host, grpc_port,
+                    self.config.host, http_port, " (TLS)" if tls else "")
         return Endpoints(grpc_port, http_port, url)
 
     async def _start_storage(self) -> str:
@@ -94,6 +98,9 @@ class Collector:
         await self._store.open()
         self.metrics.db_up.set(1)
         self.metrics.watch_pool(self._store.connections_in_use)
+        self._auth = TokenAuthenticator(config.auth_tokens, self.metrics.registry,
+                                        self._store.active_token_hashes)
+        await self._auth.start(config.host)
         if config.spool_max_bytes > 0:
             self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,
                                 self.metrics.registry)
@@ -123,28 +130,31 @@ class Collector:
             ingestor.on_commit(self._forwarder.offer)
         return ingestor, artifacts
 
-    async def _start_receivers(self, ingestor: Ingestor,
-                               artifacts: ArtifactStore) -> tuple[int, int]:
+    async def _start_receivers(self, ingestor: Ingestor, artifacts: ArtifactStore,
+                               tls: ServerTLS | None) -> tuple[int, int]:
         config = self.config
         assert self._admission is not None and self._store is not None
-        admission = self._admission
+        admission, auth = self._admission, self._auth
         self._grpc, self._health = otlp_grpc.build_server(
-            ingestor.ingest, admission, self.metrics, config.max_request_bytes)
-        grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
+            ingestor.ingest, admission, self.metrics, config.max_request_bytes, auth)
+        address = f"{config.host}:{config.grpc_port}"
+        grpc_port = (self._grpc.add_secure_port(address, tls.grpc_credentials()) if tls
+                     else self._grpc.add_insecure_port(address))
         if grpc_port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {config.host}:{config.grpc_port}")
         await self._grpc.start()
         await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
             ingestor.ingest, admission, self.metrics, self.readiness, config.max_request_bytes,
-            extra_routes=[*artifact_http.routes(artifacts, self._store),
+            extra_routes=[*artifact_http.routes(artifacts, self._store, auth),
                           *events_http.routes(ingestor.ingest_events, admission, self.metrics,
-                                              config.max_request_bytes)])
+                                              config.max_request_bytes, auth)], auth=auth)
         # Decompression happens in the ingest path, which enforces the size limit.
         self._http = web.AppRunner(app, access_log=None, auto_decompress=False,
                                    shutdown_timeout=_CLOSE_MARGIN_S)
         await self._http.setup()
-        site = web.TCPSite(self._http, config.host, config.http_port)
+        site = web.TCPSite(self._http, config.host, config.http_port,
+                           ssl_context=tls.ssl_context() if tls else None)
         await site.start()
         return grpc_port, self._http.addresses[0][1]
 
@@ -208,6 +218,8 @@ class Collector:
             await self._http.cleanup()
         if self._forwarder is not None:
             await self._forwarder.stop(_CLOSE_MARGIN_S)
+        if self._auth is not None:
+            await self._auth.stop()
         if self._store is not None:
             await self._store.close()
         if self._offloader is not None:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from collector_service.errors import StorageUnavailable
+from collector_service.errors import StorageUnavailable, Unauthenticated
+from collector_service.receive.auth import WWW_AUTHENTICATE, TokenAuthenticator
 from collector_service.store.artifacts import (
     ArtifactCorrupted,
     ArtifactNotFound,
@@ -26,10 +27,18 @@ from collector_service.store.postgres import PostgresStore
 logger = logging.getLogger(__name__)
 
 
-def routes(store: ArtifactStore, db: PostgresStore) -> list[web.RouteDef]:
-    """The artifact-fetching routes, to add to the collector's HTTP application."""
+def routes(store: ArtifactStore, db: PostgresStore,
+           auth: TokenAuthenticator | None = None) -> list[web.RouteDef]:
+    """The artifact-fetching routes (bearer token checked first, with ``auth``)."""
 
     async def get_artifact(request: web.Request) -> web.StreamResponse:
+        try:
+            if auth is not None:
+                auth.require(request.headers.get("Authorization"), "artifacts")
+        except Unauthenticated as exc:
+            refused = _error(401, str(exc))
+            refused.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+            return refused
         key = request.match_info["artifact_id"].lower()
         if not valid_artifact_id(key):
             return _error(400, f"{key!r} is not an artifact id (64 hex characters)")

@@ -15,20 +15,23 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from enum import Enum
 
+import grpc
 from prometheus_client import CollectorRegistry, Counter
 
+from collector_service.errors import Unauthenticated
 from collector_service.store.tokens import hash_token
+from collector_service.telemetry.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+_refusals = RateLimitedLog(logger)
 
 ReadManaged = Callable[[], Awaitable[Collection[bytes]]]
 REFRESH_S = 2.0
-LOG_EVERY_S = 10.0
-TRANSPORTS = ("grpc", "http", "artifacts")
+WWW_AUTHENTICATE = 'Bearer realm="xray"'
+TRANSPORTS = ("grpc", "http", "events", "artifacts")
 
 
 class Refusal(Enum):
@@ -74,7 +77,6 @@ class TokenAuthenticator:
         for transport in TRANSPORTS:
             for refusal in Refusal:
                 self._failures.labels(transport, refusal.value)
-        self._last_logged: dict[tuple[str, Refusal], float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -98,13 +100,15 @@ class TokenAuthenticator:
     def allows(self, authorization: str | None) -> bool:
         return self.refusal(authorization) is None
 
-    def check(self, authorization: str | None, transport: str) -> Refusal | None:
-        """:meth:`refusal`, counted in ``xray_auth_failures_total`` and logged (rate limited)."""
+    def require(self, authorization: str | None, transport: str) -> None:
+        """Raise :class:`Unauthenticated` unless :meth:`allows`; count and log the refusal."""
         refused = self.refusal(authorization)
         if refused is not None:
             self._failures.labels(transport, refused.value).inc()
-            self._log_refusal(transport, refused)
-        return refused
+            _refusals.warning(f"{transport}/{refused.value}",
+                              "refused an unauthenticated %s request (%s token)",
+                              transport, refused.value)
+            raise Unauthenticated(refused.message, refused.value)
 
     def set_managed(self, hashes: Collection[bytes]) -> None:
         """Replace the managed tokens; log when that turns authentication on or off."""
@@ -161,13 +165,13 @@ class TokenAuthenticator:
             failing = False
             self.set_managed(hashes)
 
-    def _log_refusal(self, transport: str, refused: Refusal) -> None:
-        now = time.monotonic()
-        key = (transport, refused)
-        if now - self._last_logged.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._last_logged[key] = now
-            logger.warning("refused an unauthenticated %s request (%s token); more are "
-                           "counted in xray_auth_failures_total", transport, refused.value)
+
+def grpc_authorization(context: grpc.aio.ServicerContext) -> str | None:
+    """The first ``authorization`` value in a call's metadata, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else None
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -22,6 +22,7 @@ from collector_service.ingest.admission import Admission
 from collector_service.ingest.decode import encode_events_response
 from collector_service.ingest.pipeline import Format, IngestOutcome
 from collector_service.ingest.proto.xray.v1.events_pb2 import EventBatchResponse
+from collector_service.receive.auth import TokenAuthenticator
 from collector_service.receive.otlp_http import JSON, PROTOBUF, refusal, too_large
 from collector_service.receive.statuses import Answer, answer_for
 from collector_service.telemetry.metrics import CollectorMetrics
@@ -34,11 +35,17 @@ EventsIngestFn = Callable[[bytes, Format, str | None], Awaitable[IngestOutcome]]
 
 
 def routes(ingest_events: EventsIngestFn, admission: Admission, metrics: CollectorMetrics,
-           max_request_bytes: int) -> list[web.RouteDef]:
-    """The ``POST /events`` route, to add to the OTLP/HTTP application."""
+           max_request_bytes: int, auth: TokenAuthenticator | None = None,
+           ) -> list[web.RouteDef]:
+    """The ``POST /events`` route (bearer token checked first, with ``auth``)."""
 
     async def events(request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
+        try:
+            if auth is not None:
+                auth.require(request.headers.get("Authorization"), TRANSPORT)
+        except Exception as exc:
+            return refusal(metrics, answer_for(exc), as_json, TRANSPORT)
         if request.content_type not in (PROTOBUF, JSON):
             return refusal(metrics, Answer(
                 grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, 415,

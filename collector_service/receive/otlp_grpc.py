@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.pipeline import Format, IngestOutcome
+from collector_service.receive.auth import TokenAuthenticator, grpc_authorization
 from collector_service.receive.statuses import Answer, answer_for
 from collector_service.telemetry.metrics import CollectorMetrics
 
@@ -36,12 +37,19 @@ the Python exporter and the OpenTelemetry Collector but not by every SDK."""
 
 
 def build_server(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
-                 max_message_bytes: int) -> tuple[grpc.aio.Server, HealthServicer]:
-    """A gRPC server with the Export and Health services, not yet bound or started."""
+                 max_message_bytes: int, auth: TokenAuthenticator | None = None,
+                 ) -> tuple[grpc.aio.Server, HealthServicer]:
+    """A gRPC server with the Export and Health services, not yet bound or started.
+
+    With ``auth``, Export checks the ``authorization`` metadata before anything else;
+    Health stays open for probes.
+    """
 
     async def export(payload: bytes,
                      context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
         try:
+            if auth is not None:
+                auth.require(grpc_authorization(context), "grpc")
             async with admission.admit(len(payload)):
                 outcome = await admission.run(ingest(payload, "protobuf", None))
         except Exception as exc:

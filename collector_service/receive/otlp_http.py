@@ -5,7 +5,9 @@ translates errors, answering in the request's own content type as OTLP/HTTP requ
 400 for an undecodable body, 415 for an unknown content type, 413 for an oversized one,
 429/503 with ``Retry-After`` when the client should retry. A request is admitted by its
 ``Content-Length`` before its body is read. ``/healthz`` (alive), ``/readyz`` (taking
-work), ``/metrics`` (Prometheus) and ``/stats`` (JSON) are for operators.
+work), ``/metrics`` (Prometheus) and ``/stats`` (JSON) are for operators and stay open
+to probes and scrapers; with authentication on, ``POST /v1/traces`` checks the bearer
+token before anything else and answers 401 with ``WWW-Authenticate``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from google.rpc import code_pb2, status_pb2
 
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.decode import encode_response
+from collector_service.receive.auth import WWW_AUTHENTICATE, TokenAuthenticator
 from collector_service.receive.otlp_grpc import IngestFn
 from collector_service.receive.statuses import Answer, answer_for
 from collector_service.telemetry.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
@@ -35,11 +38,17 @@ _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
               readiness: ReadinessFn, max_request_bytes: int,
-              extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+              extra_routes: list[web.RouteDef] | None = None,
+              auth: TokenAuthenticator | None = None) -> web.Application:
     """The aiohttp application serving OTLP/HTTP traces and the operator endpoints."""
 
     async def traces(request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
+        try:
+            if auth is not None:
+                auth.require(request.headers.get("Authorization"), "http")
+        except Exception as exc:
+            return refusal(metrics, answer_for(exc), as_json)
         if request.content_type not in (PROTOBUF, JSON):
             return refusal(metrics, Answer(
                 _INVALID, code_pb2.INVALID_ARGUMENT, 415,
@@ -94,6 +103,8 @@ def refusal(metrics: CollectorMetrics, answer: Answer, as_json: bool,
     metrics.requests.labels(transport, answer.label).inc()
     status = status_pb2.Status(code=answer.rpc_code, message=answer.message)
     headers = {"Retry-After": answer.retry_after_header} if answer.retry_after_header else None
+    if answer.http_status == 401:
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     if as_json:
         return web.Response(status=answer.http_status, headers=headers, content_type=JSON,
                             text=json_format.MessageToJson(status, indent=None))

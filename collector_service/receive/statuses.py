@@ -20,6 +20,7 @@ from collector_service.errors import (
     ShuttingDown,
     StorageError,
     StorageUnavailable,
+    Unauthenticated,
 )
 from collector_service.telemetry.logs import RateLimitedLog
 
@@ -54,6 +55,8 @@ def answer_for(exc: Exception) -> Answer:
     unavailable = grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, DecodeError | Overloaded | ShuttingDown | StorageUnavailable):
         _refusals.warning(type(exc).__name__, "refused a request: %s", exc)
+    if isinstance(exc, Unauthenticated):  # counted and logged by the authenticator
+        return Answer(grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED, 401, str(exc))
     if isinstance(exc, DecodeError):
         return Answer(grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, 400, str(exc))
     if isinstance(exc, Overloaded):

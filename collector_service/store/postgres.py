@@ -25,6 +25,7 @@ from collector_service.errors import StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
 from collector_service.store.queries import load
 from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
+from collector_service.store.tokens import active_token_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,11 @@ class PostgresStore:
         """Raise :class:`StorageUnavailable` unless the database answers."""
         async with self._connection() as conn:
             await conn.execute("SELECT 1")
+
+    async def active_token_hashes(self) -> frozenset[bytes]:
+        """The SHA-256 of every unrevoked managed token (``xray tokens``)."""
+        async with self._connection() as conn:
+            return await active_token_hashes(conn)
 
     async def artifact_info(self, key: str) -> ArtifactInfo | None:
         """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""
