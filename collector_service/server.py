@@ -99,7 +99,7 @@ class Collector:
         self.metrics.db_up.set(1)
         self.metrics.watch_pool(self._store.connections_in_use)
         self._auth = TokenAuthenticator(config.auth_tokens, self.metrics.registry,
-                                        self._store.active_token_hashes)
+                                        self._store.managed_tokens)
         await self._auth.start(config.host)
         if config.spool_max_bytes > 0:
             self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,

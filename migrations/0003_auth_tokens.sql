@@ -3,9 +3,10 @@
 -- A released migration file is never edited: add a new numbered file instead.
 --
 -- Only the SHA-256 of each token is stored; the secret is printed once, when the token
--- is created. Collectors read the hashes of unrevoked tokens every two seconds, so
--- creating or revoking a token takes effect without a restart. Tokens given to a
--- collector with --auth-token / XRAY_AUTH_TOKENS are not stored here.
+-- is created. Collectors read this table every two seconds, so creating or revoking a
+-- token takes effect without a restart. While the table has any row, even a revoked
+-- one, collectors require a token: revoking the last token never opens them to all.
+-- Tokens given to a collector with --auth-token / XRAY_AUTH_TOKENS are not stored here.
 
 CREATE TABLE xray_auth_tokens (
     token_id      text        PRIMARY KEY,
@@ -23,7 +24,8 @@ CREATE UNIQUE INDEX xray_auth_tokens_active_name_idx ON xray_auth_tokens (name)
 COMMENT ON TABLE xray_auth_tokens IS
     'Bearer tokens accepted by the collectors besides those in their configuration, '
     'managed with `xray tokens create|list|revoke`. One row per token ever created; a '
-    'revoked token keeps its row. Not readable by xray_analyst.';
+    'revoked token keeps its row. While any row exists, collectors require a token. '
+    'Not readable by xray_analyst.';
 COMMENT ON COLUMN xray_auth_tokens.token_id IS
     'Short public identifier of the token (12 lowercase hex characters), shown by '
     '`xray tokens list`; not a secret. Primary key.';

@@ -2,10 +2,12 @@
 
 Tokens come from the configuration (``--auth-token``) and from ``xray_auth_tokens``
 (managed with ``xray tokens``), re-read in the background so a created or revoked
-token takes effect without a restart. Authentication is on while any token exists and
-off otherwise. A presented token is hashed with SHA-256 and compared with every known
-hash by ``hmac.compare_digest``, without stopping at a match, so the time taken says
-nothing about which token, or how much of one, was right.
+token takes effect without a restart. Authentication is on while a token is configured
+or any token was ever created with ``xray tokens`` (a revoked one too: revoking the last
+token must not let everybody in), and off otherwise. A presented token is hashed with
+SHA-256 and compared with every known hash by ``hmac.compare_digest``, without stopping
+at a match, so the time taken says nothing about which token, or how much of one, was
+right.
 """
 
 from __future__ import annotations
@@ -15,20 +17,20 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
 
 from collector_service.errors import Unauthenticated
-from collector_service.store.tokens import hash_token
+from collector_service.store.tokens import ManagedTokens, hash_token
 from collector_service.telemetry.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 _refusals = RateLimitedLog(logger)
 
-ReadManaged = Callable[[], Awaitable[Collection[bytes]]]
+ReadManaged = Callable[[], Awaitable[ManagedTokens]]
 REFRESH_S = 2.0
 WWW_AUTHENTICATE = 'Bearer realm="xray"'
 TRANSPORTS = ("grpc", "http", "events", "artifacts")
@@ -67,7 +69,8 @@ class TokenAuthenticator:
     def __init__(self, static_tokens: Sequence[str], registry: CollectorRegistry,
                  read_managed: ReadManaged | None = None, refresh_s: float = REFRESH_S) -> None:
         self._static = tuple(hash_token(token) for token in dict.fromkeys(static_tokens))
-        self._managed: tuple[bytes, ...] = ()
+        self._managed = ManagedTokens(frozenset(), 0)
+        self._known = self._static
         self._read_managed = read_managed
         self._refresh_s = refresh_s
         self._task: asyncio.Task[None] | None = None
@@ -80,13 +83,13 @@ class TokenAuthenticator:
 
     @property
     def enabled(self) -> bool:
-        """True while any token is known: requests without one are refused."""
-        return bool(self._static or self._managed)
+        """True while tokens are required: requests without an accepted one are refused."""
+        return bool(self._known or self._managed.revoked)
 
     def refusal(self, authorization: str | None) -> Refusal | None:
         """None when ``authorization`` may write (or authentication is off), else why not."""
-        known = self._static + self._managed
-        if not known:
+        known = self._known
+        if not self.enabled:
             return None
         token = parse_bearer(authorization)
         if isinstance(token, Refusal):
@@ -110,27 +113,29 @@ class TokenAuthenticator:
                               transport, refused.value)
             raise Unauthenticated(refused.message, refused.value)
 
-    def set_managed(self, hashes: Collection[bytes]) -> None:
-        """Replace the managed tokens; log when that turns authentication on or off."""
-        was_enabled, before = self.enabled, len(self._managed)
-        self._managed = tuple(sorted(set(hashes)))
-        if self.enabled != was_enabled:
+    def set_managed(self, managed: ManagedTokens) -> None:
+        """Replace the managed tokens; log when that turns authentication on or changes it."""
+        before = self._managed
+        self._use(managed)
+        if managed != before:
             self.log_state()
-        elif len(self._managed) != before:
-            logger.info("managed tokens now %d (static %d)", len(self._managed),
-                        len(self._static))
+
+    def _use(self, managed: ManagedTokens) -> None:
+        self._managed = managed
+        self._known = self._static + tuple(sorted(managed.active))
 
     def log_state(self) -> None:
         if self.enabled:
-            logger.info("authentication on: %d static token(s), %d managed token(s)",
-                        len(self._static), len(self._managed))
+            logger.info("authentication on: %d static token(s), %d managed token(s) "
+                        "(%d revoked)", len(self._static), len(self._managed.active),
+                        self._managed.revoked)
         else:
             logger.info("authentication off: no tokens configured or managed")
 
     async def start(self, host: str) -> None:
         """Read the managed tokens once (errors propagate), then keep them fresh."""
         if self._read_managed is not None:
-            self._managed = tuple(sorted(set(await self._read_managed())))
+            self._use(await self._read_managed())
             self._task = asyncio.create_task(self._refresh_forever(self._read_managed),
                                              name="xray-auth-refresh")
         self.log_state()
@@ -153,17 +158,17 @@ class TokenAuthenticator:
         while True:
             await asyncio.sleep(self._refresh_s)
             try:
-                hashes = await read()
+                managed = await read()
             except Exception as exc:
                 if not failing:
                     logger.warning("cannot refresh managed tokens, keeping the %d last read: "
-                                   "%s", len(self._managed), exc)
+                                   "%s", len(self._managed.active), exc)
                 failing = True
                 continue
             if failing:
                 logger.info("managed tokens readable again")
             failing = False
-            self.set_managed(hashes)
+            self.set_managed(managed)
 
 
 def grpc_authorization(context: grpc.aio.ServicerContext) -> str | None:

@@ -25,7 +25,7 @@ from collector_service.errors import StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
 from collector_service.store.queries import load
 from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
-from collector_service.store.tokens import active_token_hashes
+from collector_service.store.tokens import ManagedTokens, read_managed_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +132,10 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute("SELECT 1")
 
-    async def active_token_hashes(self) -> frozenset[bytes]:
-        """The SHA-256 of every unrevoked managed token (``xray tokens``)."""
+    async def managed_tokens(self) -> ManagedTokens:
+        """The tokens managed with ``xray tokens``: active hashes, revoked count."""
         async with self._connection() as conn:
-            return await active_token_hashes(conn)
+            return await read_managed_tokens(conn)
 
     async def artifact_info(self, key: str) -> ArtifactInfo | None:
         """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""

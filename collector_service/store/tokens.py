@@ -107,7 +107,19 @@ def revoke_token(conn: psycopg.Connection[Any], key: str) -> tuple[TokenInfo, bo
     return (TokenInfo(*revoked), True) if revoked else (found, False)
 
 
-async def active_token_hashes(conn: psycopg.AsyncConnection[Any]) -> frozenset[bytes]:
-    """The SHA-256 hashes of every unrevoked token."""
-    cur = await conn.execute(_QUERIES["active_hashes"])
-    return frozenset(bytes(row[0]) for row in await cur.fetchall())
+@dataclass(frozen=True)
+class ManagedTokens:
+    """What a collector needs to know of the managed tokens."""
+
+    active: frozenset[bytes]
+    """SHA-256 hashes of the unrevoked tokens: these are accepted."""
+    revoked: int
+    """How many were revoked: once a token was ever created, authentication stays on, so
+    revoking the last (perhaps leaked) token never opens the collector to everybody."""
+
+
+async def read_managed_tokens(conn: psycopg.AsyncConnection[Any]) -> ManagedTokens:
+    cur = await conn.execute(_QUERIES["managed"])
+    rows = await cur.fetchall()
+    return ManagedTokens(frozenset(bytes(digest) for digest, revoked in rows if not revoked),
+                         sum(1 for _, revoked in rows if revoked))

@@ -24,5 +24,6 @@ UPDATE xray_auth_tokens SET revoked_at = now()
 WHERE token_id = %(token_id)s AND revoked_at IS NULL
 RETURNING token_id, name, created_at, revoked_at
 
--- name: active_hashes
-SELECT token_sha256 FROM xray_auth_tokens WHERE revoked_at IS NULL
+-- name: managed
+-- Every token's hash and whether it is revoked: revoked tokens keep authentication on.
+SELECT token_sha256, revoked_at IS NOT NULL FROM xray_auth_tokens
