@@ -147,19 +147,27 @@ def timed_workers(items: Sequence[T], workers: int,
 Sender = Callable[[ExportTraceServiceRequest], None]
 
 
-def grpc_exporter(port: int, max_bytes: int = 64 * 1024 * 1024, export_timeout_s: float = 120.0
+def grpc_exporter(port: int, max_bytes: int = 64 * 1024 * 1024, export_timeout_s: float = 120.0,
+                  credentials: grpc.ChannelCredentials | None = None,
+                  metadata: tuple[tuple[str, str], ...] = (),
                   ) -> Callable[[], contextlib.AbstractContextManager[Sender]]:
-    """A factory of OTLP/gRPC senders, each with its own channel, connected on entry."""
+    """A factory of OTLP/gRPC senders, each with its own channel, connected on entry.
+
+    With ``credentials`` the channel is TLS; ``metadata`` goes with every call (a token).
+    """
 
     @contextlib.contextmanager
     def open_sender() -> Iterator[Callable[[ExportTraceServiceRequest], None]]:
         options = [("grpc.max_send_message_length", max_bytes)]
-        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        target = f"127.0.0.1:{port}"
+        with (grpc.secure_channel(target, credentials, options=options) if credentials
+              else grpc.insecure_channel(target, options=options)) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
 
             def send(request: ExportTraceServiceRequest) -> None:
-                check_response(stub.Export(request, timeout=export_timeout_s))
+                check_response(stub.Export(request, timeout=export_timeout_s,
+                                           metadata=metadata))
 
             yield send
 

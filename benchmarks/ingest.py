@@ -28,9 +28,15 @@ absolute numbers depend on the machine: compare runs on the same host only.
 The collector is warmed up (connections open) before timing, the tables are emptied
 between phases, and the run uses a scratch database that is dropped at the end.
 
+With ``--secure-compare`` the script instead measures what security costs: the same
+load from 4 senders, in the same rounds, against two collectors on the same database,
+one plain and one with TLS (a ``trustme`` certificate) and a bearer token on every
+call; it prints both rates and their ratio.
+
 Usage::
 
     python benchmarks/ingest.py [--spans N] [--database-url URL] [--repeat R]
+    python benchmarks/ingest.py --secure-compare [--spans N] [--repeat R]
 
 Each phase runs ``R`` times (default 3), interleaved; the median is reported with the
 range, because one run of a few seconds on a shared machine is noisy.
@@ -57,6 +63,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 from _bench_support import (
     BenchmarkError,
@@ -389,6 +396,63 @@ def run_phases(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int) -
     return [*grpc_results.values(), copy]
 
 
+SECURE_TOKEN = "bench-token-0123456789abcdef"
+
+
+def run_secure_compare(url: str, data_dir: Path, runs: Sequence[RunSpec],
+                       repeat: int) -> list[Result]:
+    """The same load against a plain collector and a TLS+token one, interleaved per round."""
+    import trustme  # a test dependency: only this mode needs it
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = data_dir / "server.pem", data_dir / "server.key"
+    for blob in server.cert_chain_pems:
+        blob.write_to_path(str(cert_file), append=True)
+    server.private_key_pem.write_to_path(str(key_file))
+    requests = build_requests(runs)
+    steps = sum(len(run.steps) for run in runs)
+    senders = max(SENDER_COUNTS)
+    plain = Result(f"ingest_grpc_{senders}_senders_plain", steps + len(runs), "spans")
+    secure = Result(f"ingest_grpc_{senders}_senders_tls_token", steps + len(runs), "spans")
+    plain_config = CollectorConfig(database_url=url, data_dir=data_dir / "plain",
+                                   grpc_port=0, http_port=0)
+    secure_config = CollectorConfig(database_url=url, data_dir=data_dir / "secure",
+                                    grpc_port=0, http_port=0, auth_tokens=(SECURE_TOKEN,),
+                                    tls_cert_file=cert_file, tls_key_file=key_file)
+    warmup = build_requests(generate_runs(STEPS_PER_RUN * 4 * senders, SEED + 1))
+    with CollectorThread(plain_config) as plain_at, CollectorThread(secure_config) as secure_at:
+        senders_for = {
+            plain.name: grpc_exporter(plain_at.grpc_port, export_timeout_s=EXPORT_TIMEOUT_S),
+            secure.name: grpc_exporter(
+                secure_at.grpc_port, export_timeout_s=EXPORT_TIMEOUT_S,
+                credentials=grpc.ssl_channel_credentials(ca.cert_pem.bytes()),
+                metadata=(("authorization", f"Bearer {SECURE_TOKEN}"),)),
+        }
+        for open_sender in senders_for.values():
+            timed_workers(warmup, senders, open_sender)
+        for _ in range(repeat):
+            for result in (plain, secure):
+                reset_tables(url)
+                result.times.append(timed_workers(requests, senders, senders_for[result.name]))
+                verify_stored(url, steps, len(runs))
+    return [plain, secure]
+
+
+def print_secure_summary(results: Sequence[Result], version: str, where: str) -> None:
+    plain, secure = results
+    print(f"postgres: {version} ({where})")
+    print(f"machine: {os.cpu_count()} cores, {platform.machine()}, "
+          f"Python {platform.python_version()}")
+    print(f"workload: {plain.items:,} spans in OTLP/gRPC requests of up to {BATCH_SPANS} "
+          "spans; TLS: server certificate, TLS 1.2+; token: one static bearer token")
+    for result in results:
+        print(result.line())
+    print(f"ratio: with TLS and a token the collector reaches {secure.rate / plain.rate:.0%} "
+          f"of its plain rate ({secure.rate:,.0f} vs {plain.rate:,.0f} spans/s)")
+
+
 # --- entry point -----------------------------------------------------------------------
 
 
@@ -422,6 +486,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                         help=f"rounds of every phase; medians are reported (default "
                              f"{DEFAULT_REPEAT})")
+    parser.add_argument("--secure-compare", action="store_true",
+                        help="time the same load with TLS and a bearer token on beside off, "
+                             "instead of the usual phases")
     args = parser.parse_args(argv)
     if args.spans < 1 or args.repeat < 1:
         parser.error("--spans and --repeat must be at least 1")
@@ -440,11 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_url, where = stack.enter_context(embedded_server(tmp / "pg")), "embedded"
             url = stack.enter_context(scratch_database(server_url))
             version = server_version(url)
-            results = run_phases(url, tmp / "collector", runs, args.repeat)
+            if args.secure_compare:
+                results = run_secure_compare(url, tmp / "collector", runs, args.repeat)
+            else:
+                results = run_phases(url, tmp / "collector", runs, args.repeat)
     except BenchmarkError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
-    print_summary(results, runs, version, where)
+    if args.secure_compare:
+        print_secure_summary(results, version, where)
+    else:
+        print_summary(results, runs, version, where)
     return 0
 
 
