@@ -432,8 +432,8 @@ def run_secure_compare(url: str, data_dir: Path, runs: Sequence[RunSpec],
         }
         for open_sender in senders_for.values():
             timed_workers(warmup, senders, open_sender)
-        for _ in range(repeat):
-            for result in (plain, secure):
+        for round_ in range(repeat):  # alternate which goes first, against drift
+            for result in ((plain, secure) if round_ % 2 == 0 else (secure, plain)):
                 reset_tables(url)
                 result.times.append(timed_workers(requests, senders, senders_for[result.name]))
                 verify_stored(url, steps, len(runs))
