@@ -194,7 +194,8 @@ def http_call(url: str, body: bytes | None = None, headers: dict[str, str] | Non
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
 
 
 @pytest.fixture

@@ -121,7 +121,8 @@ def https_post(collector: StartedCollector, context: ssl.SSLContext,
         with urllib.request.urlopen(req, timeout=10, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return exc.code
+        with exc:
+            return exc.code
 
 
 def test_plain_text_clients_are_refused_on_tls_ports(tls_only: StartedCollector) -> None:
