@@ -30,6 +30,7 @@ from collector_service.receive import auth as auth_module
 from collector_service.receive.auth import Refusal, TokenAuthenticator, is_loopback, parse_bearer
 from collector_service.store.artifacts import artifact_id
 from collector_service.store.tokens import ManagedTokens
+from tests.collector.test_events_http import EVENTS
 from tests.collector.test_receivers import run_pipeline
 from tests.fix_db import DatabaseFactory
 from tests.fix_tls import StartCollector, StartedCollector
@@ -248,6 +249,19 @@ def test_exporters_with_the_token_store_spans(guarded: StartedCollector, protoco
     run_pipeline(exporter, entity=f"auth-{protocol}")
     assert guarded.stored() == (3, 1)
     assert guarded.metric("xray_auth_failures_total", transport=protocol, reason="missing") == 0
+
+
+def test_events_endpoint_needs_the_token(guarded: StartedCollector) -> None:
+    body = json.dumps(EVENTS).encode()
+    url = guarded.http_url() + "/events"
+    status, headers, payload = http_call(url, body, {"Content-Type": "application/json"})
+    assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="xray"'
+    assert json.loads(payload)["code"] == code_pb2.UNAUTHENTICATED
+    assert guarded.metric("xray_auth_failures_total", transport="events", reason="missing") == 1
+    assert guarded.stored() == (0, 0)
+    status, _, _ = http_call(url, body, {"Content-Type": "application/json",
+                                         "Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and guarded.stored() == (2, 1)
 
 
 def test_probes_and_scrapers_need_no_token(guarded: StartedCollector) -> None:
