@@ -202,6 +202,8 @@ class Collector:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain (see the module docstring), then close everything."""
         grace = self.config.shutdown_grace if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self._stopping = True
         self._publish_health()
         if self._admission is not None:
@@ -209,13 +211,19 @@ class Collector:
             if not finished:
                 logger.warning("shutdown grace ended; requests still running were refused "
                                "as retryable")
+        if self._grpc is not None:
+            # Every handler now answers at once; the rest of the grace lets the last
+            # answers reach their clients instead of cancelling them.
+            await self._grpc.stop(max(deadline - loop.time(), _CLOSE_MARGIN_S / 2))
+        if self._http is not None:
+            await self._http.cleanup()
+        await self._close()
+
+    async def _close(self) -> None:
+        """Background work, the pool, the spool and the embedded database, in that order."""
         if self._replayer is not None:
             self._replayer.cancel()
             await asyncio.gather(self._replayer, return_exceptions=True)
-        if self._grpc is not None:
-            await self._grpc.stop(_CLOSE_MARGIN_S / 2)
-        if self._http is not None:
-            await self._http.cleanup()
         if self._forwarder is not None:
             await self._forwarder.stop(_CLOSE_MARGIN_S)
         if self._auth is not None:
