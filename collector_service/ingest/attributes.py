@@ -191,6 +191,22 @@ class SpanAttributes:
         """Take every attribute whose name starts with ``prefix``."""
         return {name: self._take(name) for name in list(self._values) if name.startswith(prefix)}
 
+    def step_columns(self) -> dict[str, Any]:
+        """The columns of a step row that come straight from contract attributes,
+        whichever wire format carried them (OTLP spans or X-Ray events)."""
+        return {
+            "seq": self.seq(),
+            "pipeline": self.label(c.RUN_PIPELINE),
+            "entity": self.label(c.RUN_ENTITY),
+            "candidates_in": self.count(c.STEP_CANDIDATES_IN),
+            "candidates_out": self.count(c.STEP_CANDIDATES_OUT),
+            "why": self.text(c.STEP_WHY),
+            "why_json": self.json_object(c.STEP_WHY_JSON),
+            "input": self.json_value(c.STEP_INPUT),
+            "output": self.json_value(c.STEP_OUTPUT),
+            "metrics": self.metrics(),
+        }
+
     def remaining(self) -> dict[str, Any]:
         """Every attribute not mapped to a column, made JSON-safe for ``attributes``."""
         rest: dict[str, Any] = {}

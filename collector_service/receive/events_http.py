@@ -14,17 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import grpc
 from aiohttp import web
-from google.rpc import code_pb2
 
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.decode import encode_events_response
 from collector_service.ingest.pipeline import Format, IngestOutcome
 from collector_service.ingest.proto.xray.v1.events_pb2 import EventBatchResponse
 from collector_service.receive.auth import TokenAuthenticator
-from collector_service.receive.otlp_http import JSON, PROTOBUF, refusal, too_large
-from collector_service.receive.statuses import Answer, answer_for
+from collector_service.receive.http_post import PostEndpoint
 from collector_service.telemetry.metrics import CollectorMetrics
 
 PATH = "/events"
@@ -39,36 +36,11 @@ def routes(ingest_events: EventsIngestFn, admission: Admission, metrics: Collect
            ) -> list[web.RouteDef]:
     """The ``POST /events`` route (bearer token checked first, with ``auth``)."""
 
-    async def events(request: web.Request) -> web.Response:
-        as_json = request.content_type == JSON
-        try:
-            if auth is not None:
-                auth.require(request.headers.get("Authorization"), TRANSPORT)
-        except Exception as exc:
-            return refusal(metrics, answer_for(exc), as_json, TRANSPORT)
-        if request.content_type not in (PROTOBUF, JSON):
-            return refusal(metrics, Answer(
-                grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, 415,
-                f"unsupported Content-Type {request.content_type!r}; use {PROTOBUF} or {JSON}"),
-                as_json=False, transport=TRANSPORT)
-        declared = request.content_length
-        if declared is not None and declared > max_request_bytes:
-            return refusal(metrics, too_large(max_request_bytes), as_json, TRANSPORT)
-        try:
-            async with admission.admit(declared or 0):
-                body = await request.read()
-                outcome = await admission.run(ingest_events(
-                    body, "json" if as_json else "protobuf",
-                    request.headers.get("Content-Encoding")))
-        except web.HTTPRequestEntityTooLarge:
-            return refusal(metrics, too_large(max_request_bytes), as_json, TRANSPORT)
-        except Exception as exc:
-            return refusal(metrics, answer_for(exc), as_json, TRANSPORT)
-        metrics.requests.labels(TRANSPORT, "ok").inc()
-        return web.Response(body=encode_events_response(response_for(outcome), as_json),
-                            content_type=JSON if as_json else PROTOBUF)
-
-    return [web.post(PATH, events)]
+    endpoint = PostEndpoint(
+        TRANSPORT, ingest_events,
+        lambda outcome, as_json: encode_events_response(response_for(outcome), as_json),
+        admission, metrics, max_request_bytes, auth)
+    return [web.post(PATH, endpoint.handle)]
 
 
 def response_for(outcome: IngestOutcome) -> EventBatchResponse:

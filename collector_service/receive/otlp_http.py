@@ -16,24 +16,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from aiohttp import web
-from google.protobuf import json_format
-from google.rpc import code_pb2, status_pb2
 
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.decode import encode_response
-from collector_service.receive.auth import WWW_AUTHENTICATE, TokenAuthenticator
+from collector_service.receive.auth import TokenAuthenticator
+from collector_service.receive.http_post import PostEndpoint
 from collector_service.receive.otlp_grpc import IngestFn
-from collector_service.receive.statuses import Answer, answer_for
 from collector_service.telemetry.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 
 logger = logging.getLogger(__name__)
 
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
 ReadinessFn = Callable[[], tuple[bool, dict[str, Any]]]
-_INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
@@ -42,34 +36,9 @@ def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
               auth: TokenAuthenticator | None = None) -> web.Application:
     """The aiohttp application serving OTLP/HTTP traces and the operator endpoints."""
 
-    async def traces(request: web.Request) -> web.Response:
-        as_json = request.content_type == JSON
-        try:
-            if auth is not None:
-                auth.require(request.headers.get("Authorization"), "http")
-        except Exception as exc:
-            return refusal(metrics, answer_for(exc), as_json)
-        if request.content_type not in (PROTOBUF, JSON):
-            return refusal(metrics, Answer(
-                _INVALID, code_pb2.INVALID_ARGUMENT, 415,
-                f"unsupported Content-Type {request.content_type!r}; use {PROTOBUF} or {JSON}"),
-                as_json=False)
-        declared = request.content_length
-        if declared is not None and declared > max_request_bytes:
-            return refusal(metrics, too_large(max_request_bytes), as_json)
-        try:
-            async with admission.admit(declared or 0):
-                body = await request.read()
-                outcome = await admission.run(ingest(
-                    body, "json" if as_json else "protobuf",
-                    request.headers.get("Content-Encoding")))
-        except web.HTTPRequestEntityTooLarge:
-            return refusal(metrics, too_large(max_request_bytes), as_json)
-        except Exception as exc:
-            return refusal(metrics, answer_for(exc), as_json)
-        metrics.requests.labels("http", "ok").inc()
-        return web.Response(body=encode_response(outcome.response(), as_json),
-                            content_type=JSON if as_json else PROTOBUF)
+    traces = PostEndpoint(
+        "http", ingest, lambda outcome, as_json: encode_response(outcome.response(), as_json),
+        admission, metrics, max_request_bytes, auth)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -87,26 +56,7 @@ def build_app(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
         return web.json_response(metrics.as_json())
 
     app = web.Application(client_max_size=max_request_bytes)
-    app.add_routes([web.post("/v1/traces", traces), web.get("/healthz", healthz),
+    app.add_routes([web.post("/v1/traces", traces.handle), web.get("/healthz", healthz),
                     web.get("/readyz", readyz), web.get("/metrics", prometheus),
                     web.get("/stats", stats_json), *(extra_routes or [])])
     return app
-
-
-def too_large(limit: int) -> Answer:
-    return Answer(_INVALID, code_pb2.INVALID_ARGUMENT, 413, f"request body exceeds {limit} bytes")
-
-
-def refusal(metrics: CollectorMetrics, answer: Answer, as_json: bool,
-            transport: str = "http") -> web.Response:
-    """A refusal as a ``google.rpc.Status`` in the request's format, counted."""
-    metrics.requests.labels(transport, answer.label).inc()
-    status = status_pb2.Status(code=answer.rpc_code, message=answer.message)
-    headers = {"Retry-After": answer.retry_after_header} if answer.retry_after_header else None
-    if answer.http_status == 401:
-        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
-    if as_json:
-        return web.Response(status=answer.http_status, headers=headers, content_type=JSON,
-                            text=json_format.MessageToJson(status, indent=None))
-    return web.Response(status=answer.http_status, headers=headers, content_type=PROTOBUF,
-                        body=status.SerializeToString())
