@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from aiohttp import web
 from grpc_health.v1._async import HealthServicer
 
 from collector_service.config import CollectorConfig
-from collector_service.errors import StorageUnavailable
+from collector_service.errors import ConfigError, StorageUnavailable
 from collector_service.forward.forwarder import Forwarder
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
@@ -74,6 +75,15 @@ class Collector:
         self._published_ready = True
 
     async def start(self) -> Endpoints:
+        """Start everything, or, if any part fails, close what started and raise."""
+        _check_ports_free(self.config)
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace_s=0.1)
+            raise
+
+    async def _start(self) -> Endpoints:
         """Database and migrations, the ingest path, then both receivers."""
         url = await self._start_storage()
         ingestor, artifacts = await self._start_ingest()
@@ -130,9 +140,12 @@ class Collector:
         admission = self._admission
         self._grpc, self._health = otlp_grpc.build_server(
             ingestor.ingest, admission, self.metrics, config.max_request_bytes)
-        grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
+        try:
+            grpc_port = self._grpc.add_insecure_port(f"{config.host}:{config.grpc_port}")
+        except RuntimeError:
+            grpc_port = 0
         if grpc_port == 0:
-            raise OSError(f"cannot listen for OTLP/gRPC on {config.host}:{config.grpc_port}")
+            raise _port_taken(config.host, config.grpc_port, "grpc")
         await self._grpc.start()
         await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
@@ -145,7 +158,10 @@ class Collector:
                                    shutdown_timeout=_CLOSE_MARGIN_S)
         await self._http.setup()
         site = web.TCPSite(self._http, config.host, config.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _port_taken(config.host, config.http_port, "http") from exc
         return grpc_port, self._http.addresses[0][1]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -230,6 +246,26 @@ class Collector:
         logger.info("stopped")
 
 
+def _check_ports_free(config: CollectorConfig) -> None:
+    """Fail at once, before the database starts, when a receiver's port is taken."""
+    for port, kind in ((config.grpc_port, "grpc"), (config.http_port, "http")):
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((config.host, port))
+            except OSError as exc:
+                raise _port_taken(config.host, port, kind) from exc
+
+
+def _port_taken(host: str, port: int, kind: str) -> ConfigError:
+    name = "gRPC" if kind == "grpc" else "HTTP"
+    return ConfigError(f"cannot listen for OTLP/{name} on {host}:{port}: the port is in use "
+                       f"or not available; choose another with --{kind}-port / "
+                       f"XRAY_{kind.upper()}_PORT (0 picks a free port)")
+
+
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
@@ -260,7 +296,13 @@ class CollectorThread:
 
     def start(self) -> Endpoints:
         self._thread.start()
-        return asyncio.run_coroutine_threadsafe(self._collector.start(), self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(self._collector.start(), self._loop).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)  # start closed what it opened
+            self._thread.join()
+            self._loop.close()
+            raise
 
     def stop(self) -> None:
         if not self._thread.is_alive():
