@@ -32,10 +32,10 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None
     for setting in SETTINGS:
         if setting.field in names:
             default = setting_default(setting.field)
-            shown = f"; default: {default}" if default not in (None, "", ()) else ""
+            shown = f"default: {default}" if default not in (None, "", ()) else "default: unset"
             parser.add_argument(setting.flag, dest=setting.field, default=None,
                                 metavar=setting.field.split("_")[-1].upper(),
-                                help=f"{setting.help} [{setting.env}{shown}]")
+                                help=f"{setting.help} [{setting.env}; {shown}]")
 
 
 def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
@@ -161,9 +161,9 @@ def _add_artifact_commands(commands: Any) -> None:
 
 def _add_database_commands(commands: Any) -> None:
     sql = commands.add_parser("sql", help="open psql on the X-Ray database")
-    sql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="PSQL_ARGS",
-                     help="passed on to psql, e.g. -c 'SELECT count(*) FROM xray_runs' "
-                          "(default: none, an interactive session)")
+    sql.add_argument("psql_args", nargs="*", metavar="PSQL_ARG",
+                     help="passed on to psql after --, e.g. xray sql -- -c 'SELECT count(*) "
+                          "FROM xray_runs' (default: none, an interactive session)")
     sql.set_defaults(run=_lazy("collector_service.cli.db", "cmd_sql"))
     _add_settings(sql, DB_SETTINGS)
 
