@@ -27,7 +27,7 @@ from tests.fix_collector import RunningCollector
 from tests.otlp_builders import new_trace_id, request, span
 from xray_otel import conventions as c
 
-LONG_OUTPUT = ["candidate-%03d" % i for i in range(60)]
+LONG_OUTPUT = [f"candidate-{i:03d}" for i in range(60)]
 
 
 @pytest.fixture(autouse=True)
