@@ -8,7 +8,6 @@ artifact ids may be shortened to a unique prefix, errors name the argument as ty
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +38,8 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None
 
 
 def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
+    import asyncio
+
     from collector_service.server import Collector
 
     asyncio.run(Collector(config).serve_forever())
@@ -95,8 +96,7 @@ STORE_SETTINGS = ["artifact_store", "artifact_dir", "s3_bucket", "s3_prefix", "s
 
 
 def _add_inspect_commands(commands: Any) -> None:
-    from collector_service.cli import inspect_runs as cli_inspect
-
+    inspect = "collector_service.cli.inspect_runs"
     runs = commands.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--pipeline", help="only runs of this pipeline (default: all)")
     runs.add_argument("--entity", help="only runs about this entity, e.g. an ASIN (default: all)")
@@ -105,14 +105,14 @@ def _add_inspect_commands(commands: Any) -> None:
     runs.add_argument("--since", metavar="AGE",
                       help="only runs started within this age (24h, 7d, 30m) or since an "
                            "ISO date such as 2026-11-01 (default: any time)")
-    runs.set_defaults(run=cli_inspect.cmd_runs)
+    runs.set_defaults(run=_lazy(inspect, "cmd_runs"))
 
     show = commands.add_parser("show", help="a run's steps in order, with their evidence")
     show.add_argument("run_id", metavar="RUN",
                       help="run id, or a unique prefix of one (see `xray runs`)")
     show.add_argument("--full", action="store_true",
                       help="print inputs and outputs whole (default: shortened)")
-    show.set_defaults(run=cli_inspect.cmd_show)
+    show.set_defaults(run=_lazy(inspect, "cmd_show"))
 
     steps = commands.add_parser("steps", help="steps by drop ratio (the seed query)")
     steps.add_argument("--type", choices=sorted(STEP_TYPES),
@@ -122,7 +122,7 @@ def _add_inspect_commands(commands: Any) -> None:
                             "(default: any)")
     steps.add_argument("--pipeline", help="only steps of this pipeline (default: all)")
     steps.add_argument("--name", help="only steps with this name (default: all)")
-    steps.set_defaults(run=cli_inspect.cmd_steps)
+    steps.set_defaults(run=_lazy(inspect, "cmd_steps"))
 
     for sub in (runs, show, steps):
         output = sub.add_mutually_exclusive_group()
@@ -137,15 +137,14 @@ def _add_inspect_commands(commands: Any) -> None:
 
 
 def _add_artifact_commands(commands: Any) -> None:
-    from collector_service.cli import artifacts as cli_artifacts
-
+    artifacts = "collector_service.cli.artifacts"
     artifact = commands.add_parser("artifact", help="fetch stored evidence")
     verbs = artifact.add_subparsers(dest="verb", required=True, metavar="VERB")
     get = verbs.add_parser("get", help="write an artifact to a file or stdout, verified")
     get.add_argument("artifact_id", metavar="ID",
                      help="artifact id (64 hex characters) or a unique prefix of one")
     get.add_argument("-o", "--output", metavar="FILE", help="file to write (default: stdout)")
-    get.set_defaults(run=cli_artifacts.cmd_artifact_get)
+    get.set_defaults(run=_lazy(artifacts, "cmd_artifact_get"))
     _add_settings(get, DB_SETTINGS + STORE_SETTINGS)
 
     prune = commands.add_parser("prune", help="delete old runs and artifacts nothing uses")
@@ -155,7 +154,7 @@ def _add_artifact_commands(commands: Any) -> None:
                        help="keep artifacts written within this age (default: 1h)")
     prune.add_argument("--dry-run", action="store_true",
                        help="count what would go, delete nothing")
-    prune.set_defaults(run=cli_artifacts.cmd_prune)
+    prune.set_defaults(run=_lazy(artifacts, "cmd_prune"))
     _add_settings(prune, DB_SETTINGS + STORE_SETTINGS)
 
 
