@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -25,12 +24,13 @@ from aiohttp import web
 from grpc_health.v1._async import HealthServicer
 
 from collector_service.config import CollectorConfig
-from collector_service.errors import ConfigError, StorageUnavailable
+from collector_service.errors import StorageUnavailable
 from collector_service.forward.forwarder import Forwarder
 from collector_service.ingest.admission import Admission
 from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
+from collector_service.receive.ports import check_ports_free, port_taken
 from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
@@ -76,7 +76,7 @@ class Collector:
 
     async def start(self) -> Endpoints:
         """Start everything, or, if any part fails, close what started and raise."""
-        _check_ports_free(self.config)
+        check_ports_free(self.config)
         try:
             return await self._start()
         except BaseException:
@@ -145,7 +145,7 @@ class Collector:
         except RuntimeError:
             grpc_port = 0
         if grpc_port == 0:
-            raise _port_taken(config.host, config.grpc_port, "grpc")
+            raise port_taken(config.host, config.grpc_port, "grpc")
         await self._grpc.start()
         await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
@@ -161,7 +161,7 @@ class Collector:
         try:
             await site.start()
         except OSError as exc:
-            raise _port_taken(config.host, config.http_port, "http") from exc
+            raise port_taken(config.host, config.http_port, "http") from exc
         return grpc_port, self._http.addresses[0][1]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -244,26 +244,6 @@ class Collector:
         logger.info("shutting down (grace %gs)", self.config.shutdown_grace)
         await self.stop()
         logger.info("stopped")
-
-
-def _check_ports_free(config: CollectorConfig) -> None:
-    """Fail at once, before the database starts, when a receiver's port is taken."""
-    for port, kind in ((config.grpc_port, "grpc"), (config.http_port, "http")):
-        if port == 0:
-            continue
-        with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((config.host, port))
-            except OSError as exc:
-                raise _port_taken(config.host, port, kind) from exc
-
-
-def _port_taken(host: str, port: int, kind: str) -> ConfigError:
-    name = "gRPC" if kind == "grpc" else "HTTP"
-    return ConfigError(f"cannot listen for OTLP/{name} on {host}:{port}: the port is in use "
-                       f"or not available; choose another with --{kind}-port / "
-                       f"XRAY_{kind.upper()}_PORT (0 picks a free port)")
 
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()

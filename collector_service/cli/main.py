@@ -40,6 +40,9 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None
 def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
     import asyncio
 
+    from collector_service.receive.ports import check_ports_free
+
+    check_ports_free(config)  # before the server's heavy imports: a taken port fails fast
     from collector_service.server import Collector
 
     asyncio.run(Collector(config).serve_forever())
