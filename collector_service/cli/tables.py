@@ -1,7 +1,7 @@
 """Render query results for people (tables that fit the terminal) or scripts (JSON).
 
-On a terminal a table is shrunk to the window's width (the widest columns give way
-first, cut with an ellipsis), numbers are right-aligned, and the header and statuses are
+On a terminal a table is shrunk to the window's width (the widest text columns give
+way first, cut with an ellipsis; numbers and times keep their width), numbers are right-aligned, and the header and statuses are
 coloured unless ``NO_COLOR`` is set. Piped to another program, cells are never cut and
 no colour codes are written.
 """
@@ -63,7 +63,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
                for i in range(len(headers))]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     if style.width is not None:
-        widths = _fit(widths, style.width - 2 * (len(headers) - 1))
+        fixed = [numeric[i] or all(isinstance(row[i], datetime | None) for row in rows)
+                 for i in range(len(headers))]
+        widths = _fit(widths, fixed, style.width - 2 * (len(headers) - 1))
 
     def line(values: Sequence[str], paint: bool) -> str:
         parts = []
@@ -80,11 +82,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
     return "\n".join(lines)
 
 
-def _fit(widths: list[int], room: int) -> list[int]:
-    """Narrow the widest columns until the table fits in ``room`` characters."""
+def _fit(widths: list[int], fixed: list[bool], room: int) -> list[int]:
+    """Narrow the widest text columns until the table fits in ``room`` characters.
+
+    Numbers and times keep their width; a cut id still works as a unique prefix.
+    """
     widths = list(widths)
-    while sum(widths) > room:
-        widest = max(range(len(widths)), key=lambda i: widths[i])
+    text = [i for i in range(len(widths)) if not fixed[i]]
+    while text and sum(widths) > room:
+        widest = max(text, key=lambda i: widths[i])
         if widths[widest] <= _MIN_COLUMN:
             break
         widths[widest] -= 1
