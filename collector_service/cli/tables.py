@@ -1,9 +1,9 @@
 """Render query results for people (tables that fit the terminal) or scripts (JSON).
 
 On a terminal a table is shrunk to the window's width (the widest text columns give
-way first, cut with an ellipsis; numbers and times keep their width), numbers are right-aligned, and the header and statuses are
-coloured unless ``NO_COLOR`` is set. Piped to another program, cells are never cut and
-no colour codes are written.
+way first, cut with an ellipsis; numbers and times keep their width), numbers are
+right-aligned, and the header and statuses are coloured unless ``NO_COLOR`` is set.
+Piped to another program, cells are never cut and no colour codes are written.
 """
 
 from __future__ import annotations
