@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,24 @@ def _optional_port(text: str) -> int | None:
     return None if text.strip() == "" else _port(text)
 
 
+def _database_url(text: str) -> str:
+    """A ``postgresql://`` / ``postgres://`` URL or a ``key=value`` conninfo string."""
+    import psycopg.conninfo  # only when a URL is given: ``xray --help`` stays fast
+
+    value = text.strip()
+    scheme, sep, _ = value.partition("://")
+    if sep and scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{scheme}:// is not PostgreSQL; use postgresql://user@host:5432/db")
+    if not sep and "=" not in value:
+        raise ValueError("not a database URL; use postgresql://user@host:5432/db "
+                         "or key=value pairs such as 'host=db dbname=xray'")
+    try:
+        psycopg.conninfo.conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a valid connection string ({str(exc).strip()})") from None
+    return value
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -121,7 +139,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", "XRAY_DATABASE_URL", str,
+    Setting("database_url", "XRAY_DATABASE_URL", _database_url,
             "PostgreSQL URL; unset starts the embedded database in the data directory"),
     Setting("data_dir", "XRAY_DATA_DIR", Path,
             "where the embedded database and local artifacts live"),
@@ -266,3 +284,19 @@ class CollectorConfig:
             except ValueError as exc:
                 raise ConfigError(f"{source}={raw!r}: {exc}") from exc
         return cls(**values)
+
+
+def setting_default(name: str) -> Any:
+    """The default of one setting, as ``--help`` shows it."""
+    if name == "data_dir":
+        return default_data_dir(os.environ)
+    for f in fields(CollectorConfig):
+        if f.name == name:
+            return None if f.default is MISSING else f.default
+    raise KeyError(name)
+
+
+def colour_wanted(is_terminal: bool, environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    environ = os.environ if environ is None else environ
+    return is_terminal and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"

@@ -31,6 +31,7 @@ from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
 from collector_service.receive.auth import TokenAuthenticator
+from collector_service.receive.ports import check_ports_free, port_taken
 from collector_service.receive.tls import ServerTLS, load_server_tls
 from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
@@ -77,8 +78,18 @@ class Collector:
         self._published_ready = True
 
     async def start(self) -> Endpoints:
-        """TLS files, database and migrations, tokens, the ingest path, both receivers."""
+        """TLS files, free ports, then everything else; if any part fails, close what
+        started and raise."""
         tls = load_server_tls(self.config)  # bad files stop us before anything starts
+        check_ports_free(self.config)
+        try:
+            return await self._start(tls)
+        except BaseException:
+            await self.stop(grace_s=0.1)
+            raise
+
+    async def _start(self, tls: ServerTLS | None) -> Endpoints:
+        """Database and migrations, tokens, the ingest path, then both receivers."""
         url = await self._start_storage()
         ingestor, artifacts = await self._start_ingest()
         grpc_port, http_port = await self._start_receivers(ingestor, artifacts, tls)
@@ -138,10 +149,13 @@ class Collector:
         self._grpc, self._health = otlp_grpc.build_server(
             ingestor.ingest, admission, self.metrics, config.max_request_bytes, auth)
         address = f"{config.host}:{config.grpc_port}"
-        grpc_port = (self._grpc.add_secure_port(address, tls.grpc_credentials()) if tls
-                     else self._grpc.add_insecure_port(address))
+        try:
+            grpc_port = (self._grpc.add_secure_port(address, tls.grpc_credentials()) if tls
+                         else self._grpc.add_insecure_port(address))
+        except RuntimeError:
+            grpc_port = 0
         if grpc_port == 0:
-            raise OSError(f"cannot listen for OTLP/gRPC on {config.host}:{config.grpc_port}")
+            raise port_taken(config.host, config.grpc_port, "grpc")
         await self._grpc.start()
         await otlp_grpc.set_health(self._health, True)
         app = otlp_http.build_app(
@@ -155,7 +169,10 @@ class Collector:
         await self._http.setup()
         site = web.TCPSite(self._http, config.host, config.http_port,
                            ssl_context=tls.ssl_context() if tls else None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise port_taken(config.host, config.http_port, "http") from exc
         return grpc_port, self._http.addresses[0][1]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -280,7 +297,13 @@ class CollectorThread:
 
     def start(self) -> Endpoints:
         self._thread.start()
-        return asyncio.run_coroutine_threadsafe(self._collector.start(), self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(self._collector.start(), self._loop).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)  # start closed what it opened
+            self._thread.join()
+            self._loop.close()
+            raise
 
     def stop(self) -> None:
         if not self._thread.is_alive():

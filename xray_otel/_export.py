@@ -19,6 +19,7 @@ calls in a daemon thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -81,6 +82,22 @@ def split_by_size(spans: Sequence[ReadableSpan], budget: int) -> list[Sequence[R
     return chunks
 
 
+_EXPORTING = threading.local()
+"""``active`` is true on a thread while it runs an exporter X-Ray created itself."""
+
+
+class OwnExporterFilter(logging.Filter):
+    """Drops what the OTLP exporters log while exporting for X-Ray (retry lines, errors).
+
+    Only records logged on a thread inside an export by an exporter X-Ray created are
+    dropped; the same exporters used elsewhere in the program log as usual. X-Ray says
+    itself, rate limited, that exports fail, and counts them in ``xray.stats()``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_EXPORTING, "active", False)
+
+
 class CountingSpanExporter(SpanExporter):
     """Counts what the wrapped exporter did; never raises; can be aborted.
 
@@ -93,8 +110,11 @@ class CountingSpanExporter(SpanExporter):
         inner: SpanExporter,
         counters: Counters = COUNTERS,
         on_handover: Callable[[int], int] | None = None,
+        quiet: bool = False,
     ) -> None:
         self._inner = inner
+        self._quiet = quiet
+        """``inner`` was created by X-Ray: its own log lines are dropped while it exports."""
         self.max_request_bytes = MAX_REQUEST_BYTES
         self._counters = counters
         self._on_handover = on_handover
@@ -123,6 +143,7 @@ class CountingSpanExporter(SpanExporter):
                 return SpanExportResult.FAILURE
             self._in_flight = n
             self._in_flight_since = time.monotonic()
+        _EXPORTING.active = self._quiet
         try:
             result = SpanExportResult.SUCCESS
             for chunk in split_by_size(spans, self.max_request_bytes):
@@ -132,6 +153,8 @@ class CountingSpanExporter(SpanExporter):
         except Exception:
             result = SpanExportResult.FAILURE
             log.error("export-raised", "xray: span exporter raised; %d spans lost", n, exc=True)
+        finally:
+            _EXPORTING.active = False
         return self._settle(n, result)
 
     def _settle(self, n: int, result: SpanExportResult) -> SpanExportResult:
@@ -260,6 +283,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         schedule_delay_millis: float | None = None,
         shutdown_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
         counters: Counters = COUNTERS,
+        quiet: bool = False,
     ) -> None:
         self._counters = counters
         self._max_queue_size = max_queue_size
@@ -268,7 +292,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         self._pending = 0
         self._closed = False
         self._flush_done: threading.Event | None = None
-        self.exporter = CountingSpanExporter(exporter, counters, self._handed_over)
+        self.exporter = CountingSpanExporter(exporter, counters, self._handed_over, quiet)
         self._standby_shutdown = _StandbyThread("xray-shutdown", self._bsp_shutdown)
         if hasattr(os, "register_at_fork"):  # the SDK empties its queue in a forked child
             forget = weakref.WeakMethod(self._forget_queue)

@@ -5,8 +5,10 @@ and the OTLP exporters. ``configure`` finds or creates the ``TracerProvider`` (a
 explicit one, else the global SDK provider if one is set — e.g. by
 ``opentelemetry-instrument`` — else a new one it sets as global), adds
 ``XRaySpanProcessor`` and a ``BoundedBatchSpanProcessor`` in front of the OTLP exporter
-(gRPC by default), rate-limits the exporters' error logs, and registers one ``atexit``
-hook that flushes for at most ``exit_timeout`` seconds, even with a dead collector.
+(gRPC by default), silences the log lines of the exporters it created (X-Ray warns
+itself, rate limited, and counts in ``xray.stats()``) and rate-limits the others, and
+registers one ``atexit`` hook that flushes for at most ``exit_timeout`` seconds, even
+with a dead collector.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from xray_otel import _shed
-from xray_otel._export import BoundedBatchSpanProcessor
+from xray_otel._export import BoundedBatchSpanProcessor, OwnExporterFilter
 from xray_otel._guard import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_VALUE_BYTES, ArtifactUploader
 from xray_otel._options import ExportOptions, build_export_options
 from xray_otel._processor import XRaySpanProcessor
@@ -210,7 +212,8 @@ def configure(
             tracer_provider, service_name, max(max_value_bytes, max_artifact_bytes), options,
             set_global,
         )
-        batch = _batch_processor(exporter, options) if exporter is not None else None
+        batch = None if exporter is None else _batch_processor(
+            exporter, options, quiet=span_exporter is None)
         provider.add_span_processor(processor)  # before the exporting processor
         if batch is not None:
             provider.add_span_processor(batch)
@@ -226,9 +229,11 @@ def _sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
-def _batch_processor(exporter: SpanExporter, options: ExportOptions) -> BoundedBatchSpanProcessor:
+def _batch_processor(exporter: SpanExporter, options: ExportOptions,
+                     quiet: bool = False) -> BoundedBatchSpanProcessor:
     return BoundedBatchSpanProcessor(
         exporter,
+        quiet=quiet,
         max_queue_size=options.max_queue_size,
         max_export_batch_size=options.max_export_batch_size,
         schedule_delay_millis=options.schedule_delay_millis,
@@ -241,8 +246,9 @@ def _install_exit_hook() -> None:
     if not _atexit_registered:
         _atexit_registered = True
         atexit.register(_at_exit)
-        log_filter = RateLimitFilter()
+        own_exports, log_filter = OwnExporterFilter(), RateLimitFilter()
         for name in _EXPORTER_LOGGERS:
+            logging.getLogger(name).addFilter(own_exports)  # X-Ray warns itself, once
             logging.getLogger(name).addFilter(log_filter)
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from collector_service.cli import db as cli_db
+from collector_service.cli.ids import resolve_artifact_id
 from collector_service.config import CollectorConfig
 from collector_service.errors import NotFound, XRayError
 from collector_service.store.artifacts import (
@@ -25,13 +26,18 @@ from collector_service.store.queries import load
 
 _QUERIES = load("retention.sql")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
+_HEX = re.compile(r"^[0-9a-f]{1,63}$")
 
 
 def cmd_artifact_get(args: argparse.Namespace, config: CollectorConfig) -> int:
     """Stream an artifact to a file or stdout, verifying its hash as it goes."""
     key = args.artifact_id.lower()
     if not valid_artifact_id(key):
-        raise XRayError(f"{args.artifact_id!r} is not an artifact id (64 hex characters)")
+        if not _HEX.match(key):
+            raise XRayError(f"{args.artifact_id!r} is not an artifact id (64 hex characters, "
+                            "or a unique prefix of one)")
+        with cli_db.connect(config) as conn:
+            key = resolve_artifact_id(conn, key)
     chunks = verified(key, build_artifact_store(config).open(key))
     to_file = bool(args.output) and args.output != "-"
     try:

@@ -1,14 +1,18 @@
-"""The database connection the ``xray`` commands use, with errors people can act on."""
+"""The database the ``xray`` commands use: a connection, ``xray sql`` and ``xray db url``."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 
 from collector_service.config import CollectorConfig
-from collector_service.errors import StorageUnavailable
+from collector_service.errors import StorageUnavailable, XRayError
 from collector_service.store.embedded import resolve_database
 
 
@@ -33,3 +37,33 @@ def connect(config: CollectorConfig) -> Iterator[psycopg.Connection]:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def cmd_sql(args: argparse.Namespace, config: CollectorConfig) -> int:
+    """Run psql on the configured database, or on the embedded one while psql runs."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise XRayError("psql is not installed (PostgreSQL's client, e.g. apt install "
+                        "postgresql-client); `xray db url` prints the URL for other tools")
+    url, embedded = resolve_database(config)
+    try:
+        return subprocess.run([psql, url, *args.psql_args], check=False).returncode
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def cmd_db_url(args: argparse.Namespace, config: CollectorConfig) -> int:
+    """Print the database URL; for the embedded database, say when it answers."""
+    if config.database_url:
+        print(config.database_url)
+        return 0
+    url, embedded = resolve_database(config)
+    try:
+        print(url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("xray: the embedded database answers at this URL (a Unix socket on this machine) "
+          "while `xray collector` runs, or use `xray sql`", file=sys.stderr)
+    return 0

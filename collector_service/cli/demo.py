@@ -58,12 +58,15 @@ def cmd_demo(args: argparse.Namespace, config: CollectorConfig) -> int:
         xray.shutdown()
         with psycopg.connect(endpoints.database_url) as conn:
             findings = investigate(conn, run_ids)
+            artifact = None if not findings["flagged"] else conn.execute(
+                _QUERIES["run_artifact"], {"run_id": findings["worst"]["run_id"]}).fetchone()
     if args.json:
         print(json.dumps(findings, indent=2))
     else:
         print(tell(findings))
         if findings["flagged"]:
-            print(explore_hint(config))
+            print(explore_hint(config, findings["worst"]["run_id"],
+                               artifact[0] if artifact else None))
     return 0 if findings["flagged"] else 1
 
 
@@ -148,13 +151,15 @@ def tell(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def explore_hint(config: CollectorConfig) -> str:
+def explore_hint(config: CollectorConfig, run_id: str, artifact_id: str | None) -> str:
+    """Commands to go on with, naming the worst run and one of its artifacts."""
     where = "" if config.database_url else f" (embedded database in {config.data_dir})"
+    get = (f"\n  xray artifact get {artifact_id[:12]} | head -c 400" if artifact_id else "")
     return f"""
 Explore further{where}, with `xray` (or `python3 dev.py xray` from a checkout):
   xray runs --pipeline competitor_search
-  xray show <RUN>
-  xray steps --type filter --min-drop 0.9
-  xray artifact get <ID> | head -c 400
-Or SQL: tables xray_runs, xray_steps, xray_artifacts and views xray_step_funnel,
-xray_reject_reasons (see docs/schema.md)."""
+  xray show {run_id}
+  xray steps --type filter --min-drop 0.9{get}
+  xray sql      (psql on the same database; `xray db url` prints its URL)
+Tables xray_runs, xray_steps, xray_artifacts; views xray_step_funnel,
+xray_reject_reasons, xray_run_summary (see docs/schema.md)."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from collector_service.cli import db as cli_db
-from collector_service.cli.tables import as_json, table
+from collector_service.cli.tables import print_records, table
 from collector_service.config import CollectorConfig
 from collector_service.store import tokens
 
@@ -26,10 +26,9 @@ def cmd_list(args: argparse.Namespace, config: CollectorConfig) -> int:
     with cli_db.connect(config) as conn:
         found = tokens.list_tokens(conn)
     rows = [(t.token_id, t.name, t.created_at, t.revoked_at) for t in found]
-    if args.json:
-        for token_id, name, created, revoked in rows:
-            print(as_json({"id": token_id, "name": name, "created": created,
-                           "revoked": revoked}))
+    if args.json or args.jsonl:
+        print_records([{"id": token_id, "name": name, "created": created, "revoked": revoked}
+                       for token_id, name, created, revoked in rows], lines=args.jsonl)
     elif rows:
         print(table(["id", "name", "created", "revoked"], rows))
     else:

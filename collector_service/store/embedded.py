@@ -2,12 +2,19 @@
 
 Two engines, tried in order: ``pgserver`` from PyPI (bundled binaries, works as root),
 then the machine's own ``initdb``/``pg_ctl``. Both keep the cluster in a data directory
-and listen only on a Unix socket inside it, so nothing else on the machine is touched.
+and listen only on a Unix socket inside it, so nothing else on the machine is touched
+(``xray db url`` prints a URL for psql while the server runs).
+
+Every process using the server is listed in the data directory; the last live one to
+stop stops the server. Processes that died without stopping (SIGKILL, a crash) are
+pruned from the list on every start and stop, so they never keep it running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import logging
 import os
 import pwd
@@ -58,13 +65,16 @@ class EmbeddedPostgres:
         return self.url
 
     def stop(self) -> None:
-        """Stop the server if this process started it (pgserver counts its users itself)."""
+        """Leave the server; the last live user stops it."""
         if self._server is not None:
+            _prune_pgserver_users(self._pgdata)
             self._server.cleanup()
             self._server = None
         elif self._started_here:
-            _run_as_owner([_binary("pg_ctl"), "stop", "-D", str(self._pgdata), "-m", "fast"],
-                          self._pgdata)
+            with _users_lock(self._pgdata):
+                if not _update_users(self._pgdata, remove=os.getpid()):
+                    _run_as_owner([_binary("pg_ctl"), "stop", "-D", str(self._pgdata),
+                                   "-m", "fast"], self._pgdata)
             self._started_here = False
 
     @property
@@ -78,6 +88,8 @@ class EmbeddedPostgres:
 
         logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every command
         self.engine = "pgserver"
+        self._pgdata.mkdir(parents=True, exist_ok=True)
+        _prune_pgserver_users(self._pgdata)
         try:
             self._server = get_server(self._pgdata, cleanup_mode="stop")
         except Exception as exc:  # pgserver raises bare exceptions of several kinds
@@ -95,11 +107,13 @@ class EmbeddedPostgres:
             _run_as_owner([_binary("initdb"), "-D", str(pgdata), "-U", "postgres",
                            "--auth=trust", "--encoding=UTF8", "--no-instructions"], pgdata)
         socket_dir = str(pgdata)
-        if not _socket_ready(socket_dir):
-            _run_as_owner([_binary("pg_ctl"), "start", "-D", str(pgdata), "-w",
-                           "-t", str(_START_TIMEOUT_S), "-l", str(pgdata / "server.log"),
-                           "-o", f"-c listen_addresses='' -k {socket_dir}"], pgdata)
+        with _users_lock(pgdata):
+            _update_users(pgdata, add=os.getpid())
             self._started_here = True
+            if not _socket_ready(socket_dir):
+                _run_as_owner([_binary("pg_ctl"), "start", "-D", str(pgdata), "-w",
+                               "-t", str(_START_TIMEOUT_S), "-l", str(pgdata / "server.log"),
+                               "-o", f"-c listen_addresses='' -k {socket_dir}"], pgdata)
         return f"postgresql://postgres@/postgres?host={socket_dir}"
 
 
@@ -109,6 +123,54 @@ def resolve_database(config: CollectorConfig) -> tuple[str, EmbeddedPostgres | N
         return config.database_url, None
     embedded = EmbeddedPostgres(config.data_dir / "postgres")
     return embedded.start(), embedded
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prune_pgserver_users(pgdata: Path) -> None:
+    """Drop dead processes from pgserver's list of users, under pgserver's own lock."""
+    from pgserver.postgres_server import PostgresServer
+
+    users = pgdata / ".handle_pids.json"
+    with PostgresServer._lock, contextlib.suppress(FileNotFoundError, ValueError):
+        pids = json.loads(users.read_text())
+        live = [pid for pid in pids if pid == os.getpid() or _alive(pid)]
+        if live != pids:
+            logger.info("embedded PostgreSQL: %d user(s) had died", len(pids) - len(live))
+            users.write_text(json.dumps(live))
+
+
+@contextlib.contextmanager
+def _users_lock(pgdata: Path) -> Any:
+    with open(pgdata / ".xray_users.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _update_users(pgdata: Path, add: int | None = None, remove: int | None = None) -> list[int]:
+    """Add or remove a user, prune dead ones, and return who is left (hold the lock)."""
+    path = pgdata / ".xray_users.json"
+    try:
+        pids = [int(p) for p in json.loads(path.read_text())]
+    except (FileNotFoundError, ValueError, TypeError):
+        pids = []
+    live = [p for p in pids if p != remove and _alive(p)]
+    if add is not None and add not in live:
+        live.append(add)
+    path.write_text(json.dumps(live))
+    return live
+
 
 def _pgserver_available() -> bool:
     try:

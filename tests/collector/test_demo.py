@@ -192,6 +192,18 @@ def test_demo_text_tells_the_stored_numbers(demo_text: Demo) -> None:
     assert "'stand'" in out and "laptop_stands" in out
     assert flagged_entities(demo_text.url) == POLLUTED_ENTITIES
     assert "xray steps --type filter --min-drop 0.9" in out
+    # The closing hint names the worst run and one of its stored artifacts.
+    assert f"  xray show {worst['run_id']}\n" in out
+    with psycopg.connect(demo_text.url) as conn:
+        artifacts = [r[0] for r in conn.execute(
+            "SELECT artifact_id FROM xray_artifacts WHERE run_id = %s AND NOT downgraded",
+            (worst["run_id"],))]
+    assert any(f"  xray artifact get {a[:12]} " in out for a in artifacts), out
+    assert "<RUN>" not in out and "<ID>" not in out
+    assert "fork_posix" not in demo_text.result.stderr
+    assert not [line for line in demo_text.result.stderr.splitlines()
+                if line.strip() and not line.strip().startswith("run ")], \
+        demo_text.result.stderr
 
 
 def test_demo_without_pollution_has_nothing_to_debug(databases: DatabaseFactory,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from glob import glob
 from pathlib import Path
@@ -53,3 +56,35 @@ def _start_keep_stop(engine: str, data_dir: Path) -> None:
 def test_unknown_engine_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EmbeddedDatabaseError, match="unknown embedded engine"):
         EmbeddedPostgres(tmp_path, engine="sqlite").start()
+
+
+KILLED_USER = """
+import os, sys
+from pathlib import Path
+from collector_service.store.embedded import EmbeddedPostgres
+EmbeddedPostgres(Path(sys.argv[1]), engine=sys.argv[2]).start()
+os.kill(os.getpid(), 9)  # dies without stopping: no atexit, no cleanup
+"""
+
+
+@pytest.mark.parametrize("engine", [
+    pytest.param("pgserver", marks=pytest.mark.skipif(
+        not _pgserver_available(), reason="pgserver has no wheel for this Python")),
+    pytest.param("binaries", marks=pytest.mark.skipif(
+        not has_binaries(), reason="no initdb/pg_ctl on this machine")),
+])
+def test_a_killed_user_does_not_keep_the_server_running(engine: str) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="xray-emb-"))
+    data_dir.chmod(0o755)
+    try:
+        killed = subprocess.run([sys.executable, "-c", KILLED_USER, str(data_dir / "pg"), engine],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        last = EmbeddedPostgres(data_dir / "pg", engine=engine)
+        url = last.start()
+        psycopg.connect(url, connect_timeout=5).close()  # still running after the kill
+        last.stop()  # the last live user: the server stops
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=2).close()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -142,5 +142,8 @@ def test_the_readme_curl_example_shows_in_xray_show(
     assert lines[0] == ("run curl-run-1  pipeline=competitor_search  entity=B0CXYZ"
                         "  status=ok")
     assert lines[1] == "  1. generate_keywords [llm]  1200.0 ms"
-    assert lines[3].startswith("  2. category_filter [filter]  5000 → 40  (dropped 99.2%)")
-    assert "top reject reasons: category_mismatch: 4720, price: 240" in lines[5]
+    assert '     input: {"asin":"B0CXYZ"}' in lines  # show prints each step's evidence
+    second = next(i for i, line in enumerate(lines) if line.startswith("  2. "))
+    assert lines[second].startswith(
+        "  2. category_filter [filter]  5000 → 40  (dropped 99.2%)")
+    assert "top reject reasons: category_mismatch: 4720, price: 240" in lines[second + 2]

@@ -45,7 +45,10 @@ def create(url: str, name: str, capsys: pytest.CaptureFixture[str]) -> str:
 def listed(url: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, str | None]]:
     capsys.readouterr()
     assert xray(url, "tokens", "list", "--json") == 0
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    document: list[dict[str, str | None]] = json.loads(capsys.readouterr().out)
+    assert xray(url, "tokens", "list", "--jsonl") == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == document
+    return document
 
 
 def test_create_stores_only_the_hash_and_list_never_shows_secrets(

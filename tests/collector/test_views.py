@@ -44,11 +44,12 @@ VIEW_COLUMNS = {
         ("candidates_out", "bigint"), ("drop_ratio", "double precision"),
         ("dropped", "bigint"), ("why", "text"), ("status", "text"), ("error", "text"),
         ("started_at", "timestamp with time zone"), ("duration_ms", "double precision"),
+        ("position", "bigint"),
     ],
     "xray_reject_reasons": [
         ("run_id", "text"), ("pipeline", "text"), ("step_name", "text"),
         ("step_type", "text"), ("seq", "integer"), ("reason", "text"), ("count", "bigint"),
-        ("started_at", "timestamp with time zone"),
+        ("started_at", "timestamp with time zone"), ("position", "bigint"),
     ],
     "xray_run_summary": [
         ("run_id", "text"), ("pipeline", "text"), ("entity", "text"), ("status", "text"),
@@ -162,20 +163,20 @@ def test_views_over_spans_sent_to_a_collector(collector: RunningCollector,
     at = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
     assert select_all(db, "xray_step_funnel", "run_id, seq, started_at") == [
         ("run-otlp", "competitor_search", "B0TEST", 1, "keywords", "llm", None, None, None,
-         None, None, "ok", None, at + 1 * MS, 250.0),
+         None, None, "ok", None, at + 1 * MS, 250.0, 1),
         ("run-otlp", "competitor_search", "B0TEST", 2, "search", "search", None, 5000, None,
-         None, None, "ok", None, at + 300 * MS, 100.0),
+         None, None, "ok", None, at + 300 * MS, 100.0, 2),
         ("run-otlp", "competitor_search", "B0TEST", 3, "filter_candidates", "filter", 5000, 40,
          pytest.approx(0.992), 4960, "Dropped 99% below relevance 0.7", "ok", None,
-         at + 400 * MS, 20.0),
+         at + 400 * MS, 20.0, 3),
         ("run-otlp", "competitor_search", "B0TEST", 4, "pick", "llm", 40, 0, 1.0, 40, None,
-         "error", "no candidate left", at + 500 * MS, 1500.0),
+         "error", "no candidate left", at + 500 * MS, 1500.0, 4),
     ]
     assert select_all(db, "xray_reject_reasons", "run_id, seq, reason") == [
         ("run-otlp", "competitor_search", "filter_candidates", "filter", 3,
-         "category_mismatch", 4720, at + 400 * MS),
+         "category_mismatch", 4720, at + 400 * MS, 3),
         ("run-otlp", "competitor_search", "filter_candidates", "filter", 3,
-         "price_out_of_range", 180, at + 400 * MS),
+         "price_out_of_range", 180, at + 400 * MS, 3),
     ]
     assert select_all(db, "xray_run_summary", "run_id") == [
         ("run-otlp", "competitor_search", "B0TEST", "ok", None, at, at + 2000 * MS, 2000.0,
@@ -187,7 +188,8 @@ def test_views_over_spans_sent_to_a_collector(collector: RunningCollector,
 
 def test_funnel_orders_and_fills_in_from_the_run(db: psycopg.Connection) -> None:
     insert_run(db, "r1", pipeline="p1", entity="E1", status="pending", span_id=None)
-    # Inserted out of order; the step without seq comes last, the orphan has no run row.
+    # Inserted out of order; steps without seq come last, by start time (position); the
+    # orphan has no run row.
     insert_step(db, "r1", "unnumbered", offset_ms=5, candidates_in=7)
     insert_step(db, "r1", "rank", seq=2, step_type="rank", offset_ms=30, pipeline="own",
                 candidates_in=10, candidates_out=50, why="expanded")
@@ -198,15 +200,15 @@ def test_funnel_orders_and_fills_in_from_the_run(db: psycopg.Connection) -> None
 
     assert select_all(db, "xray_step_funnel", "run_id, seq, started_at") == [
         ("orphan", None, None, 1, "lonely", "llm", None, None, None, None, None, "ok", None,
-         T0, 10.0),
+         T0, 10.0, 1),
         ("r1", "p1", "E1", 1, "filter", "filter", 0, 0, None, 0, None, "ok", None,
-         T0 + 20 * MS, 3.0),
+         T0 + 20 * MS, 3.0, 1),
         ("r1", "own", "E1", 2, "rank", "rank", 10, 50, pytest.approx(-4.0), -40, "expanded",
-         "ok", None, T0 + 30 * MS, 10.0),
+         "ok", None, T0 + 30 * MS, 10.0, 2),
         ("r1", "p1", "E1", None, "unnumbered", "other", 7, None, None, None, None, "ok", None,
-         T0 + 5 * MS, 10.0),
+         T0 + 5 * MS, 10.0, 3),
         ("r1", "p1", "E1", None, "late_unnumbered", "other", None, None, None, None, None,
-         "error", "boom", T0 + 40 * MS, 10.0),
+         "error", "boom", T0 + 40 * MS, 10.0, 4),
     ]
 
 
@@ -240,13 +242,13 @@ def test_reject_reasons_skip_odd_counts_and_shapes(db: psycopg.Connection) -> No
 
     at = T0 + 5 * MS
     assert select_all(db, "xray_reject_reasons", "run_id, seq, reason") == [
-        ("r1", "p1", "f1", "filter", 1, "category_mismatch", 4720, T0),
-        ("r1", "p1", "f1", "filter", 1, "price_out_of_range", 180, T0),
-        ("r2", "p2", "f2", "filter", 2, "category_mismatch", 30, at),
-        ("r2", "p2", "f2", "filter", 2, "exponent", 1000, at),
-        ("r2", "p2", "f2", "filter", 2, "largest", 9223372036854775807, at),
-        ("r2", "p2", "f2", "filter", 2, "whole_float", 3, at),
-        ("r2", "p2", "f2", "filter", 2, "zero", 0, at),
+        ("r1", "p1", "f1", "filter", 1, "category_mismatch", 4720, T0, 1),
+        ("r1", "p1", "f1", "filter", 1, "price_out_of_range", 180, T0, 1),
+        ("r2", "p2", "f2", "filter", 2, "category_mismatch", 30, at, 1),
+        ("r2", "p2", "f2", "filter", 2, "exponent", 1000, at, 1),
+        ("r2", "p2", "f2", "filter", 2, "largest", 9223372036854775807, at, 1),
+        ("r2", "p2", "f2", "filter", 2, "whole_float", 3, at, 1),
+        ("r2", "p2", "f2", "filter", 2, "zero", 0, at, 1),
     ]
     totals = db.execute("SELECT reason, sum(count) FROM xray_reject_reasons"
                         " WHERE reason IN ('category_mismatch', 'price_out_of_range')"

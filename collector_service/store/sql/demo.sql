@@ -34,3 +34,10 @@ WHERE s.step_name = 'generate_keywords' AND s.run_id = ANY(%(run_ids)s)
 SELECT output ->> 'title', output ->> 'category'
 FROM xray_steps
 WHERE run_id = %(run_id)s AND step_name = 'select_best'
+
+-- name: run_artifact
+-- One stored artifact of the run, for the closing hint (the search's raw response first).
+SELECT artifact_id, attribute FROM xray_artifacts
+WHERE run_id = %(run_id)s AND NOT downgraded
+ORDER BY size_bytes DESC, attribute
+LIMIT 1

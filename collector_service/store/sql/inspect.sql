@@ -15,23 +15,28 @@ LIMIT %(limit)s
 
 -- name: run
 SELECT run_id, pipeline, entity, status, error, started_at, ended_at, trace_id,
-       service_name, ingest_warnings
+       span_id, service_name, attributes, ingest_warnings
 FROM xray_runs WHERE run_id = %(run_id)s
 
 -- name: run_steps
-SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
-       s.why, s.why_json, s.status, s.error, round(s.duration_ms::numeric, 1) AS duration_ms,
-       s.metrics, s.span_id, s.ingest_warnings,
+-- A run's steps in order; position numbers them, steps without seq by start time.
+SELECT row_number() OVER (ORDER BY s.seq NULLS LAST, s.started_at, s.span_id) AS position,
+       s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
+       s.why, s.why_json, s.input, s.output, s.status, s.error, s.started_at,
+       round(s.duration_ms::numeric, 1) AS duration_ms,
+       s.metrics, s.trace_id, s.span_id, s.parent_span_id, s.attributes, s.ingest_warnings,
        COALESCE((SELECT jsonb_agg(jsonb_build_object(
                     'attribute', a.attribute, 'artifact_id', a.artifact_id,
                     'size_bytes', a.size_bytes, 'content_type', a.content_type,
-                    'downgraded', a.downgraded) ORDER BY a.attribute)
+                    'storage', a.storage, 'preview', a.preview,
+                    'downgraded', a.downgraded, 'downgrade_reason', a.downgrade_reason)
+                    ORDER BY a.attribute)
                  FROM xray_artifacts a
                  WHERE a.trace_id = s.trace_id AND a.span_id = s.span_id), '[]'::jsonb)
            AS artifacts
 FROM xray_steps s
 WHERE s.run_id = %(run_id)s
-ORDER BY s.seq NULLS LAST, s.started_at
+ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
 
 -- name: steps
 -- The seed query, with optional filters.
@@ -43,3 +48,16 @@ WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
   AND (%(name)s::text IS NULL OR step_name = %(name)s)
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
 LIMIT %(limit)s
+
+-- name: run_ids_by_prefix
+-- Run ids starting with a prefix (at most 11: enough to tell "ambiguous" and list some).
+SELECT run_id FROM xray_runs
+WHERE starts_with(run_id, %(prefix)s)
+ORDER BY run_id
+LIMIT 11
+
+-- name: artifact_ids_by_prefix
+SELECT DISTINCT artifact_id FROM xray_artifacts
+WHERE starts_with(artifact_id, %(prefix)s)
+ORDER BY artifact_id
+LIMIT 11

@@ -1,0 +1,132 @@
+"""Start-up failures a new user meets, with ``xray`` as a real subprocess.
+
+A taken port is a one-line error naming the port and its setting, exit code 2, never a
+hang; a malformed database URL is a one-line error; an embedded database whose users
+were SIGKILLed stops when its last live user exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector_service.store.embedded import _pgserver_available
+from tests.fix_collector_process import REPO
+from tests.fix_pg_instance import free_port
+
+# Generous: a hang is what these tests catch, not slowness on a busy machine.
+_HANG_S = 60
+
+
+def xray(*argv: str, timeout: float = _HANG_S) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    return subprocess.run([sys.executable, "-m", "collector_service.cli.main", *argv],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another program listens on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["grpc", "http"])
+def test_a_taken_port_is_a_one_line_error(kind: str, taken_port: int, migrated_url: str,
+                                          tmp_path: Path) -> None:
+    ports = {"grpc": str(free_port()), "http": str(free_port())}
+    ports[kind] = str(taken_port)
+    result = xray("collector", "--database-url", migrated_url, "--data-dir", str(tmp_path),
+                  "--grpc-port", ports["grpc"], "--http-port", ports["http"],
+                  "--spool-max-bytes", "0")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("xray: error: cannot listen for OTLP/")
+    assert f"127.0.0.1:{taken_port}" in lines[0]
+    assert f"--{kind}-port" in lines[0] and f"XRAY_{kind.upper()}_PORT" in lines[0]
+
+
+def test_a_taken_port_fails_before_the_database_is_reached(taken_port: int,
+                                                           tmp_path: Path) -> None:
+    """The port is checked first: the error is about the port, not the unreachable URL."""
+    result = xray("collector", "--database-url", "postgresql://nobody@127.0.0.1:1/none",
+                  "--data-dir", str(tmp_path), "--grpc-port", str(taken_port),
+                  "--http-port", "0")
+    assert result.returncode == 2, result
+    assert "cannot listen for OTLP/gRPC" in result.stderr
+    assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["notaurl", "mysql://root@db/xray", "postgresql://db/xray?bogus=1"])
+def test_a_malformed_database_url_is_a_one_line_error(url: str, tmp_path: Path) -> None:
+    result = xray("collector", "--database-url", url, "--data-dir", str(tmp_path))
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"xray: error: --database-url={url!r}: ")
+
+
+@pytest.fixture
+def short_data_dir() -> Iterator[Path]:
+    # Outside pytest's 0700 folders and short: Unix socket paths are limited to ~100 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="xray-cli-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(not _pgserver_available(), reason="pgserver has no wheel for this Python")
+def test_embedded_server_stops_when_its_last_live_user_exits(short_data_dir: Path) -> None:
+    pgdata = short_data_dir / "postgres" / "pgdata"
+    http_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "collector_service.cli.main", "collector", "--data-dir",
+         str(short_data_dir), "--grpc-port", "0", "--http-port", str(http_port),
+         "--spool-max-bytes", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env=env, cwd=REPO)
+    try:
+        _wait_healthy(collector, http_port)
+        assert collector.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+        assert (pgdata / "postmaster.pid").exists()
+    finally:
+        collector.send_signal(signal.SIGKILL)
+        collector.wait(_HANG_S)
+    # The killed collector is still listed and the server still runs ...
+    assert collector.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+    assert (pgdata / "postmaster.pid").exists()
+    # ... until a short command starts and exits: the last live user stops the server.
+    result = xray("migrate", "--data-dir", str(short_data_dir))
+    assert result.returncode == 0, result
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+    assert not (pgdata / "postmaster.pid").exists()
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + _HANG_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the collector exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise AssertionError("the collector never became healthy")
