@@ -170,7 +170,7 @@ def _add_token_commands(commands: Any) -> None:
                                         parser_class=_Parser)
     create = verbs.add_parser("create", help="make a token; it is printed once, only its "
                                              "hash is stored")
-    create.add_argument("--name", required=True, help="who or what the token is for")
+    create.add_argument("--name", required=True, help="who or what the token is for (required)")
     create.set_defaults(run=_lazy(tokens, "cmd_create"))
     listing = verbs.add_parser("list", help="every token: id, name, created, revoked")
     output = listing.add_mutually_exclusive_group()
