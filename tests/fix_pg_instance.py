@@ -19,7 +19,7 @@ from typing import Literal
 import psycopg
 import pytest
 
-from collector_service.store.embedded import _binary, _chown_to_owner, _run_as_owner
+from collector_service.store.embedded import chown_to_owner, postgres_binary, run_as_owner
 
 StopMode = Literal["smart", "fast", "immediate"]
 # The cluster lives only as long as its test: durability to the OS cache is enough.
@@ -53,8 +53,8 @@ class PostgresInstance:
     def init(self) -> None:
         """Create the cluster (trust authentication, as on a developer's machine)."""
         self.pgdata.mkdir(parents=True)
-        _chown_to_owner(self.pgdata)
-        _run_as_owner([_binary("initdb"), "-D", str(self.pgdata), "-U", "postgres",
+        chown_to_owner(self.pgdata)
+        run_as_owner([postgres_binary("initdb"), "-D", str(self.pgdata), "-U", "postgres",
                        "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"],
                       self.pgdata)
 
@@ -62,13 +62,13 @@ class PostgresInstance:
         """Start the server; returns once it accepts connections."""
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
                    f"-c unix_socket_directories={self.pgdata} {_SERVER_OPTIONS}")
-        _run_as_owner([_binary("pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
+        run_as_owner([postgres_binary("pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
                        "-l", str(self.pgdata / "server.log"), "-o", options], self.pgdata)
         self.running = True
 
     def stop(self, mode: StopMode = "fast") -> None:
         """Stop the server: ``fast`` ends sessions cleanly, ``immediate`` as a crash would."""
-        _run_as_owner([_binary("pg_ctl"), "stop", "-D", str(self.pgdata), "-w", "-m", mode],
+        run_as_owner([postgres_binary("pg_ctl"), "stop", "-D", str(self.pgdata), "-w", "-m", mode],
                       self.pgdata)
         self.running = False
 

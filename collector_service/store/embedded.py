@@ -73,7 +73,7 @@ class EmbeddedPostgres:
         elif self._started_here:
             with _users_lock(self._pgdata):
                 if not _update_users(self._pgdata, remove=os.getpid()):
-                    _run_as_owner([_binary("pg_ctl"), "stop", "-D", str(self._pgdata),
+                    run_as_owner([postgres_binary("pg_ctl"), "stop", "-D", str(self._pgdata),
                                    "-m", "fast"], self._pgdata)
             self._started_here = False
 
@@ -103,15 +103,15 @@ class EmbeddedPostgres:
         pgdata = self._pgdata
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True)
-            _chown_to_owner(pgdata)
-            _run_as_owner([_binary("initdb"), "-D", str(pgdata), "-U", "postgres",
+            chown_to_owner(pgdata)
+            run_as_owner([postgres_binary("initdb"), "-D", str(pgdata), "-U", "postgres",
                            "--auth=trust", "--encoding=UTF8", "--no-instructions"], pgdata)
         socket_dir = str(pgdata)
         with _users_lock(pgdata):
             _update_users(pgdata, add=os.getpid())
             self._started_here = True
             if not _socket_ready(socket_dir):
-                _run_as_owner([_binary("pg_ctl"), "start", "-D", str(pgdata), "-w",
+                run_as_owner([postgres_binary("pg_ctl"), "start", "-D", str(pgdata), "-w",
                                "-t", str(_START_TIMEOUT_S), "-l", str(pgdata / "server.log"),
                                "-o", f"-c listen_addresses='' -k {socket_dir}"], pgdata)
         return f"postgresql://postgres@/postgres?host={socket_dir}"
@@ -182,7 +182,8 @@ def _pgserver_available() -> bool:
     return True
 
 
-def _binary(name: str) -> str:
+def postgres_binary(name: str) -> str:
+    """The path of a PostgreSQL program (``initdb``, ``pg_ctl``): PATH, then Debian's folders."""
     found = shutil.which(name)
     if found is None:
         candidates = sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
@@ -209,7 +210,7 @@ def _owner_user() -> str | None:
     return "postgres"
 
 
-def _chown_to_owner(path: Path) -> None:
+def chown_to_owner(path: Path) -> None:
     """Give the data directory to the server's user, and let it reach the directory."""
     user = _owner_user()
     if user is None:
@@ -223,7 +224,8 @@ def _chown_to_owner(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
-def _run_as_owner(command: list[str], pgdata: Path) -> None:
+def run_as_owner(command: list[str], pgdata: Path) -> None:
+    """Run a server program as the data directory's owner (PostgreSQL refuses root)."""
     user = _owner_user()
     identity: dict[str, Any] = {}
     if user is not None:  # drop root's groups too, or group permissions would apply
