@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_artifact_commands(commands)
     _add_database_commands(commands)
     _add_token_commands(commands)
+
+    ui = commands.add_parser("ui", help="serve the read-only web viewer (runs, funnels)")
+    ui.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    _add_settings(ui, DB_SETTINGS + STORE_SETTINGS + ["auth_tokens"])
+    ui.set_defaults(run=_lazy("collector_service.cli.ui", "cmd_ui"))
     return parser
 
 

@@ -14,9 +14,9 @@ _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 @cache
-def load(filename: str) -> dict[str, bytes]:
-    """All named queries in ``sql/<filename>``, keyed by name."""
-    text = resources.files("collector_service.store").joinpath("sql", filename).read_text("utf-8")
+def load(filename: str, package: str = "collector_service.store") -> dict[str, bytes]:
+    """All named queries in ``sql/<filename>`` of ``package``, keyed by name."""
+    text = resources.files(package).joinpath("sql", filename).read_text("utf-8")
     parts = _NAME_LINE.split(text)
     queries: dict[str, bytes] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

@@ -10,7 +10,8 @@ import pytest
 import collector_service
 
 PACKAGE = Path(collector_service.__file__).parent
-ROOMS = ["cli", "server", "forward", "receive", "ingest", "store", "telemetry", "config", "errors"]
+ROOMS = ["cli", "ui", "server", "forward", "receive", "ingest", "store", "telemetry", "config",
+         "errors"]
 """Highest first: a module may import its own room and the rooms after it, never before."""
 
 ALLOWED_EXCEPTIONS: set[tuple[str, str]] = set()

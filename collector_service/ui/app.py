@@ -1,0 +1,195 @@
+"""The viewer's aiohttp application: routes, templates, token check and artifact download."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from collector_service.errors import StorageUnavailable
+from collector_service.store.artifacts import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    ArtifactStore,
+    valid_artifact_id,
+    verified,
+)
+from collector_service.ui import charts
+from collector_service.ui.db import ViewerDatabase
+from collector_service.ui.filters import RunFilters
+
+TokenCheck = Callable[[str | None], bool]
+"""``allows(authorization_header) -> bool``: whether a request may see the viewer."""
+
+COOKIE = "xray_ui_token"
+PAGE_SIZE = 50
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("collector_service.ui", "templates"),
+    autoescape=True, undefined=jinja2.StrictUndefined)
+_TEMPLATES.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False,
+                                                    default=str)
+_TEMPLATES.filters["percent"] = lambda v: "—" if v is None else f"{v:.1%}"
+_TEMPLATES.filters["when"] = lambda v: "—" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def allow_all(authorization: str | None) -> bool:
+    return True
+
+
+def build_app(db: ViewerDatabase, store: ArtifactStore | None,
+              allows: TokenCheck = allow_all) -> web.Application:
+    """The viewer; ``allows`` checks the bearer token (header, or the login cookie)."""
+    app = web.Application(middlewares=[_token_middleware(allows)])
+    viewer = _Viewer(db, store, allows)
+    app.add_routes([
+        web.get("/", _home),
+        web.get("/runs", viewer.runs),
+        web.get("/runs/{run_id}", viewer.run),
+        web.get("/artifacts/{artifact_id}", viewer.artifact),
+        web.get("/login", viewer.login_form),
+        web.post("/login", viewer.login),
+        web.static("/static", str(_static_dir())),
+    ])
+
+    async def lifecycle(_: web.Application) -> Any:
+        await db.open()
+        yield
+        await db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _home(_: web.Request) -> web.Response:
+    return _redirect("/runs")
+
+
+def _static_dir() -> Any:
+    from importlib import resources
+    return resources.files("collector_service.ui").joinpath("static")
+
+
+def _token_middleware(allows: TokenCheck) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in ("/login",) or request.path.startswith("/static/"):
+            return await handler(request)
+        header = request.headers.get("Authorization")
+        cookie = request.cookies.get(COOKIE)
+        if allows(header) or (cookie is not None and allows(f"Bearer {cookie}")):
+            try:
+                return await handler(request)
+            except StorageUnavailable as exc:
+                return _page("error.html", 503, title="Database unavailable", message=str(exc))
+        if header is not None or "text/html" not in request.headers.get("Accept", ""):
+            return web.Response(status=401, text="a bearer token is required\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="xray"'})
+        return _redirect("/login?" + urlencode({"next": request.path_qs}))
+
+    return check
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _page(name: str, status: int = 200, **context: Any) -> web.Response:
+    html = _TEMPLATES.get_template(name).render(**context)
+    return web.Response(status=status, text=html, content_type="text/html")
+
+
+class _Viewer:
+    def __init__(self, db: ViewerDatabase, store: ArtifactStore | None,
+                 allows: TokenCheck) -> None:
+        self._db = db
+        self._store = store
+        self._allows = allows
+
+    async def runs(self, request: web.Request) -> web.Response:
+        try:
+            filters = RunFilters.parse(request.query)
+        except ValueError as exc:
+            return _page("error.html", 400, title="Bad filter", message=str(exc))
+        rows = await self._db.rows("runs", filters.params(PAGE_SIZE + 1))
+        more = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        next_url = None
+        if more:
+            last = rows[-1]
+            next_url = "/runs?" + urlencode({**filters.query(),
+                                             "after": last["started_at"].isoformat(),
+                                             "after_id": last["run_id"]})
+        return _page("runs.html", title="Runs", runs=rows, filters=filters,
+                     statuses=RunFilters.STATUSES, next_url=next_url)
+
+    async def run(self, request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        run = await self._db.row("run", {"run_id": run_id})
+        if run is None:
+            return _page("error.html", 404, title="No such run",
+                         message=f"No run {run_id!r} is stored.")
+        steps = await self._db.rows("run_steps", {"run_id": run_id})
+        for step in steps:
+            step["anchor"] = charts.step_anchor(step)
+            step["reasons"], step["why_rest"] = charts.split_why(step["why_json"])
+        return _page("run.html", title=f"Run {run_id}", run=run, steps=steps,
+                     funnel=charts.funnel(steps), bar_width=charts.BAR_WIDTH)
+
+    async def artifact(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["artifact_id"].lower()
+        if not valid_artifact_id(key):
+            return web.Response(status=400, text=f"{key!r} is not an artifact id\n")
+        info = await self._db.row("artifact", {"artifact_id": key})
+        if info is None or info["storage"] == "summary" or self._store is None:
+            return web.Response(status=404, text=f"artifact {key} is not stored; see the "
+                                                 "preview on its run page\n")
+        chunks = verified(key, self._store.open(key))
+        try:
+            held = await asyncio.to_thread(next, chunks, None)
+        except (ArtifactNotFound, ArtifactCorrupted) as exc:
+            return web.Response(status=404 if isinstance(exc, ArtifactNotFound) else 500,
+                                text=f"{exc}\n")
+        response = web.StreamResponse(headers={
+            "Content-Type": info["content_type"], "Content-Length": str(info["size_bytes"]),
+            "Content-Disposition": f'attachment; filename="{key}"'})
+        await response.prepare(request)
+        try:
+            # One chunk behind the reads: the last goes out only once the hash is checked.
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                if held is not None:
+                    await response.write(held)
+                held = chunk
+        except ArtifactCorrupted as exc:
+            raise ConnectionAbortedError(str(exc)) from exc
+        if held is not None:
+            await response.write(held)
+        await response.write_eof()
+        return response
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        return _page("login.html", title="Sign in", next=_safe_next(request.query.get("next")),
+                     failed=False)
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        token = str(form.get("token", "")).strip()
+        target = _safe_next(str(form.get("next", "")))
+        if not token or not self._allows(f"Bearer {token}"):
+            return _page("login.html", 401, title="Sign in", next=target, failed=True)
+        response = _redirect(target)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths on this site: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/runs"
+    return target

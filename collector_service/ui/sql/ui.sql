@@ -1,0 +1,50 @@
+-- Queries of the web viewer. Every one runs in a read-only transaction.
+
+-- name: runs
+-- Newest first, paged by key (started_at, run_id): the next page starts below the last row.
+SELECT r.run_id, r.pipeline, r.entity, r.status, r.started_at,
+       round((EXTRACT(EPOCH FROM (r.ended_at - r.started_at)) * 1000.0)::numeric, 1)
+           AS duration_ms,
+       (SELECT max(s.drop_ratio) FROM xray_steps s WHERE s.run_id = r.run_id) AS max_drop
+FROM xray_runs r
+WHERE r.started_at IS NOT NULL
+  AND (%(pipeline)s::text IS NULL OR r.pipeline = %(pipeline)s)
+  AND (%(status)s::text IS NULL OR r.status = %(status)s)
+  AND (%(entity)s::text IS NULL OR r.entity = %(entity)s)
+  AND (%(since)s::timestamptz IS NULL OR r.started_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR r.started_at < %(until)s)
+  AND (%(min_drop)s::float8 IS NULL OR EXISTS (
+        SELECT 1 FROM xray_steps s WHERE s.run_id = r.run_id AND s.drop_ratio > %(min_drop)s))
+  AND (%(after_started)s::timestamptz IS NULL
+       OR (r.started_at, r.run_id) < (%(after_started)s::timestamptz, %(after_id)s::text))
+ORDER BY r.started_at DESC, r.run_id DESC
+LIMIT %(limit)s
+
+-- name: run
+SELECT run_id, pipeline, entity, status, error, started_at, ended_at, trace_id,
+       service_name, ingest_warnings
+FROM xray_runs WHERE run_id = %(run_id)s
+
+-- name: run_steps
+-- A run's steps: seq order, then those without seq by start time.
+SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
+       s.why, s.why_json, s.input, s.output, s.status, s.error,
+       round(s.duration_ms::numeric, 1) AS duration_ms, s.metrics, s.span_id,
+       s.ingest_warnings,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                    'attribute', a.attribute, 'artifact_id', a.artifact_id,
+                    'size_bytes', a.size_bytes, 'content_type', a.content_type,
+                    'storage', a.storage, 'preview', a.preview,
+                    'downgraded', a.downgraded) ORDER BY a.attribute)
+                 FROM xray_artifacts a
+                 WHERE a.trace_id = s.trace_id AND a.span_id = s.span_id), '[]'::jsonb)
+           AS artifacts
+FROM xray_steps s
+WHERE s.run_id = %(run_id)s
+ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
+
+-- name: artifact
+SELECT size_bytes, content_type, storage, preview, downgrade_reason
+FROM xray_artifacts WHERE artifact_id = %(artifact_id)s
+ORDER BY storage = 'summary'
+LIMIT 1

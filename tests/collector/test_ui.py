@@ -1,0 +1,213 @@
+"""The web viewer over the demo's stored runs: over HTTP, and in Debian's Chromium.
+
+The demo runs once (as in test_demo) into its own database; the viewer is served from a
+thread on 127.0.0.1, with the artifact store the demo wrote to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from collector_service.store.artifacts import LocalArtifactStore
+from collector_service.ui.app import TokenCheck, allow_all, build_app
+from collector_service.ui.db import ViewerDatabase
+from tests.collector.test_demo import Demo, expected_findings, run_demo
+from tests.fix_db import DatabaseFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@dataclass
+class Viewer:
+    base: str
+    demo: Demo
+
+
+@pytest.fixture(scope="module")
+def demo(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[Demo, Path]:
+    data_dir = tmp_path_factory.mktemp("demo-ui")
+    result = run_demo(databases, data_dir)
+    assert result.result.returncode == 0, str(result)
+    return result, data_dir
+
+
+def serve(url: str, data_dir: Path, allows: TokenCheck = allow_all) -> Iterator[str]:
+    """The viewer on a free 127.0.0.1 port, in a thread, until the generator is closed."""
+    loop = asyncio.new_event_loop()
+    app = build_app(ViewerDatabase(url), LocalArtifactStore(data_dir / "artifacts"), allows)
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def viewer(demo: tuple[Demo, Path]) -> Iterator[Viewer]:
+    result, data_dir = demo
+    for base in serve(result.url, data_dir):
+        yield Viewer(base, result)
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def worst(viewer: Viewer) -> dict[str, object]:
+    found: dict[str, object] = expected_findings(viewer.demo.url)["worst"]
+    return found
+
+
+def test_runs_page_lists_every_run_and_filters_by_drop(viewer: Viewer) -> None:
+    with psycopg.connect(viewer.demo.url) as conn:
+        all_ids = {r[0] for r in conn.execute("SELECT run_id FROM xray_runs")}
+        largest = dict(conn.execute("SELECT run_id, max(drop_ratio) FROM xray_steps"
+                                    " GROUP BY run_id").fetchall())
+    threshold = min(d for d in largest.values() if d is not None)  # some runs fall short
+    flagged = {run for run, drop in largest.items() if drop is not None and drop > threshold}
+    status, body = get(viewer.base + "/runs")
+    assert status == 200
+    assert set(re.findall(r'href="/runs/([^"?]+)"', body.decode())) == all_ids
+    status, body = get(viewer.base + f"/runs?min_drop={threshold * 100}")
+    assert set(re.findall(r'href="/runs/([^"?]+)"', body.decode())) == flagged
+    assert flagged != all_ids
+    status, body = get(viewer.base + "/runs?entity=B0CASE0002&status=ok")
+    assert len(set(re.findall(r'href="/runs/([^"?]+)"', body.decode()))) == 1
+
+
+def test_runs_page_pages_by_key_without_repeats(viewer: Viewer) -> None:
+    from collector_service.ui import app as ui_app
+
+    seen: list[str] = []
+    old = ui_app.PAGE_SIZE
+    ui_app.PAGE_SIZE = 4
+    try:
+        url: str | None = viewer.base + "/runs"
+        while url:
+            body = get(url)[1].decode()
+            seen += re.findall(r'href="/runs/([^"?]+)"', body)
+            nxt = re.search(r'href="([^"]+)" rel="next"', body)
+            url = viewer.base + nxt.group(1).replace("&amp;", "&") if nxt else None
+    finally:
+        ui_app.PAGE_SIZE = old
+    with psycopg.connect(viewer.demo.url) as conn:
+        newest_first = [r[0] for r in conn.execute(
+            "SELECT run_id FROM xray_runs ORDER BY started_at DESC, run_id DESC")]
+    assert seen == newest_first
+
+
+def test_bad_filter_is_named(viewer: Viewer) -> None:
+    status, body = get(viewer.base + "/runs?min_drop=abc")
+    assert status == 400 and b"drop &#39;abc&#39;" in body
+
+
+def test_run_page_shows_funnel_drop_and_reject_reason(viewer: Viewer) -> None:
+    w = worst(viewer)
+    status, body = get(viewer.base + f"/runs/{w['run_id']}")
+    text = body.decode()
+    assert status == 200
+    assert f"{w['candidates_in']} → {w['candidates_out']} (dropped {w['drop_ratio']:.1%})" \
+        in text
+    assert "category_mismatch" in text
+    assert get(viewer.base + "/runs/no-such-run")[0] == 404
+
+
+def test_artifact_download_is_the_stored_bytes(viewer: Viewer) -> None:
+    with psycopg.connect(viewer.demo.url) as conn:
+        row = conn.execute("SELECT artifact_id FROM xray_artifacts WHERE storage = 'local'"
+                           " LIMIT 1").fetchone()
+    assert row is not None, "the demo stored no artifact"
+    status, body = get(viewer.base + f"/artifacts/{row[0]}")
+    assert status == 200 and hashlib.sha256(body).hexdigest() == row[0]
+    assert get(viewer.base + "/artifacts/nothex")[0] == 400
+
+
+def test_viewer_session_cannot_write(viewer: Viewer) -> None:
+    from collector_service.ui.db import READ_ONLY
+
+    with psycopg.connect(viewer.demo.url, options=READ_ONLY) as conn, \
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("DELETE FROM xray_runs")
+
+
+def test_tokens_are_required_when_configured(demo: tuple[Demo, Path]) -> None:
+    result, data_dir = demo
+    for base in serve(result.url, data_dir, lambda header: header == "Bearer s3cret"):
+        assert get(base + "/runs")[0] == 401
+        assert get(base + "/runs", {"Authorization": "Bearer wrong"})[0] == 401
+        assert get(base + "/runs", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert get(base + "/runs", {"Cookie": "xray_ui_token=s3cret"})[0] == 200
+        form = urllib.parse.urlencode({"token": "s3cret", "next": "/runs"}).encode()
+        request = urllib.request.Request(base + "/login", data=form)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            opener.open(request, timeout=30)
+        with answer.value:
+            assert answer.value.code == 303
+            cookie = answer.value.headers["Set-Cookie"]
+        assert "xray_ui_token=s3cret" in cookie and "HttpOnly" in cookie
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent "
+                    "(apt-get install -y chromium chromium-driver)")
+def test_debugging_story_in_chromium(viewer: Viewer, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    w = worst(viewer)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.goto(viewer.base + "/runs")
+            page.get_by_label("A step drops more than (%)").fill(
+                str(float(w["drop_ratio"]) * 100 - 1))  # type: ignore[arg-type]
+            page.get_by_role("button", name="Filter").click()
+            page.get_by_role("link", name=str(w["run_id"])).click()
+            expect(page.locator("svg[aria-labelledby=funnel-title]")).to_contain_text(
+                f"(dropped {w['drop_ratio']:.1%})")
+            expect(page.locator(f"#step-{w['seq']}")).to_contain_text("category_mismatch")
+            link = page.get_by_role("link", name="download").first
+            artifact_id = (link.get_attribute("href") or "").rsplit("/", 1)[-1]
+            with page.expect_download() as info:
+                link.click()
+            saved = tmp_path / "artifact"
+            info.value.save_as(saved)
+            assert hashlib.sha256(saved.read_bytes()).hexdigest() == artifact_id
+        finally:
+            browser.close()
