@@ -24,7 +24,7 @@ from xray_otel._record import guard_attributes
 from xray_otel._spans import end_span
 from xray_otel._stats import COUNTERS
 from xray_otel._values import clean_text
-from xray_otel.conventions import RUN_ENTITY, RUN_ID, RUN_PIPELINE
+from xray_otel.conventions import RUN_ENTITY, RUN_ID, RUN_PIPELINE, RUN_VERSION
 
 
 class Run:
@@ -34,7 +34,8 @@ class Run:
     ``r.id`` is the run id. A ``Run`` is meant to be entered once.
     """
 
-    __slots__ = ("_provider", "_seq", "_token", "entity", "id", "pipeline", "span", "tracing")
+    __slots__ = ("_provider", "_seq", "_token", "entity", "id", "pipeline", "span", "tracing",
+                 "version")
 
     def __init__(
         self,
@@ -42,9 +43,11 @@ class Run:
         entity: str | None,
         run_id: str | None,
         provider: trace.TracerProvider | None,
+        version: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.entity = entity
+        self.version = version
         self.id = run_id or uuid.uuid4().hex
         self.span: trace.Span = trace.INVALID_SPAN
         self.tracing: Tracing | None = None
@@ -69,6 +72,8 @@ class Run:
             attrs: dict[str, AttributeValue] = {RUN_PIPELINE: self.pipeline, RUN_ID: self.id}
             if self.entity is not None:
                 attrs[RUN_ENTITY] = self.entity
+            if self.version is not None:
+                attrs[RUN_VERSION] = self.version
             guard_attributes(self.span, attrs)  # names the pipeline chose: keep them sane
             self.pipeline, self.id = str(attrs[RUN_PIPELINE]), str(attrs[RUN_ID])
             if _shed.shedding(self.tracing.provider):
@@ -117,6 +122,7 @@ def run(
     entity: str | None = None,
     run_id: str | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    version: str | None = None,
 ) -> Run:
     """Open a run of ``pipeline`` about ``entity``: ``with xray.run("search", entity=asin):``.
 
@@ -124,6 +130,8 @@ def run(
         pipeline: the pipeline's name (``xray.run.pipeline``).
         entity: what this run is about, e.g. an ASIN (``xray.run.entity``).
         run_id: use this id instead of a fresh uuid4 hex (``xray.run.id``).
+        version: the pipeline's version (``xray.run.version``); absent, the collector
+            uses the resource's ``service.version``. Funnel diffs compare versions.
         tracer_provider: the provider to create spans with; default the global one.
             Steps inside the run use the run's provider.
 
@@ -135,6 +143,7 @@ def run(
             None if entity is None else clean_text(entity),
             None if run_id is None else clean_text(run_id),
             tracer_provider,
+            None if version is None else clean_text(version),
         )
     except Exception:
         COUNTERS.add("internal_errors")

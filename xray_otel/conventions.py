@@ -27,6 +27,10 @@ RUN_PIPELINE: Final = "xray.run.pipeline"
 RUN_ENTITY: Final = "xray.run.entity"
 """What the run is about, for example an ASIN (string)."""
 
+RUN_VERSION: Final = "xray.run.version"
+"""Version of the pipeline that ran (string), on the run span. Absent: the resource's
+``service.version``. Funnel diffs compare runs of two versions."""
+
 # --- step ------------------------------------------------------------------------------
 
 STEP_TYPE: Final = "xray.step.type"
@@ -72,6 +76,9 @@ SDK_TRUNCATED: Final = "xray.sdk.truncated"
 SERVICE_NAME: Final = "service.name"
 """Resource attribute naming the producing service (OpenTelemetry semantic conventions)."""
 
+SERVICE_VERSION: Final = "service.version"
+"""Resource attribute: the producer's version, the run's version when it sends none."""
+
 EXCEPTION_EVENT: Final = "exception"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
@@ -105,7 +112,7 @@ STEP_ATTRIBUTES: Final = (
 )
 """Every fixed-name step attribute, in contract order."""
 
-RUN_ATTRIBUTES: Final = (RUN_ID, RUN_PIPELINE, RUN_ENTITY)
+RUN_ATTRIBUTES: Final = (RUN_ID, RUN_PIPELINE, RUN_ENTITY, RUN_VERSION)
 """Every fixed-name run attribute, in contract order."""
 
 PREFIXED_ATTRIBUTES: Final = (STEP_METRIC_PREFIX, ARTIFACT_PREFIX)

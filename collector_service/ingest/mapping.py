@@ -39,7 +39,9 @@ def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> Ma
     rejected: list[RejectedSpan] = []
     ignored = 0
     for resource_spans in request.resource_spans:
-        service_name = _service_name(resource_spans.resource.attributes)
+        service_name = _resource_text(resource_spans.resource.attributes, c.SERVICE_NAME)
+        service_version = _resource_text(resource_spans.resource.attributes,
+                                         c.SERVICE_VERSION)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 kind = _classify(span)
@@ -53,7 +55,7 @@ def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> Ma
                 elif kind == "step":
                     steps.append(map_step(span, service_name, received_at))
                 else:
-                    runs.append(map_run_span(span, service_name, received_at))
+                    runs.append(map_run_span(span, service_name, received_at, service_version))
     return MappedBatch(
         runs=tuple(merge_runs(runs, steps)),
         steps=tuple(steps),
@@ -109,8 +111,10 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     )
 
 
-def map_run_span(span: Span, service_name: str | None, received_at: datetime) -> RunRow:
-    """The complete ``xray_runs`` row described by a run span."""
+def map_run_span(span: Span, service_name: str | None, received_at: datetime,
+                 service_version: str | None = None) -> RunRow:
+    """The complete ``xray_runs`` row described by a run span (``service_version``: the
+    resource's, the run's version unless the span names one)."""
     attrs = _read_attributes(span.attributes)
     trace_id = span.trace_id.hex()
     started_at, ended_at = _times(span, received_at, attrs)
@@ -120,6 +124,7 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime) ->
         run_id=_run_id(attrs, trace_id),
         pipeline=attrs.label(c.RUN_PIPELINE),
         entity=attrs.label(c.RUN_ENTITY),
+        version=attrs.label(c.RUN_VERSION) or service_version,
         status=status,
         error=error,
         started_at=started_at,
@@ -268,9 +273,9 @@ def artifact_value(name: str, value: Any) -> ArtifactValue:
     return ArtifactValue(name, text.encode("utf-8", errors="replace"), guessed)
 
 
-def _service_name(key_values: Iterable[KeyValue]) -> str | None:
+def _resource_text(key_values: Iterable[KeyValue], key: str) -> str | None:
     for kv in key_values:
-        if kv.key == c.SERVICE_NAME and kv.value.WhichOneof("value") == "string_value":
+        if kv.key == key and kv.value.WhichOneof("value") == "string_value":
             return kv.value.string_value.replace("\x00", "\ufffd") or None
     return None
 

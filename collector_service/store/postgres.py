@@ -239,6 +239,7 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
         "trace_id": [r.trace_id for r in runs],
         "span_id": [r.span_id for r in runs],
         "service_name": [r.service_name for r in runs],
+        "version": [r.version for r in runs],
         "attributes": [_json(r.attributes) for r in runs],
         "ingest_warnings": [_adjustments(r) for r in runs],
     }

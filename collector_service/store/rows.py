@@ -88,6 +88,7 @@ class RunRow:
     service_name: str | None
     attributes: dict[str, Any] = field(default_factory=dict)
     adjustments: tuple[Adjustment, ...] = ()
+    version: str | None = None
 
     @property
     def from_run_span(self) -> bool:

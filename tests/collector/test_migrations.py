@@ -17,7 +17,7 @@ EXPECTED_COLUMNS = {
     "xray_runs": [
         "run_id", "pipeline", "entity", "status", "error", "started_at", "ended_at",
         "trace_id", "span_id", "service_name", "attributes", "ingest_warnings",
-        "received_at", "updated_at",
+        "received_at", "updated_at", "version",
     ],
     "xray_steps": [
         "run_id", "seq", "step_name", "step_type", "pipeline", "candidates_in",

@@ -10,16 +10,17 @@
 -- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
 INSERT INTO xray_runs AS r (
     run_id, pipeline, entity, status, error, started_at, ended_at,
-    trace_id, span_id, service_name, attributes, ingest_warnings)
+    trace_id, span_id, service_name, attributes, ingest_warnings, version)
 SELECT v.run_id, v.pipeline, v.entity, v.status, v.error, v.started_at, v.ended_at,
-       v.trace_id, v.span_id, v.service_name, v.attributes::jsonb, v.ingest_warnings::jsonb
+       v.trace_id, v.span_id, v.service_name, v.attributes::jsonb, v.ingest_warnings::jsonb,
+       v.version
 FROM unnest(
     %(run_id)s::text[], %(pipeline)s::text[], %(entity)s::text[], %(status)s::text[],
     %(error)s::text[], %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[],
     %(trace_id)s::text[], %(span_id)s::text[], %(service_name)s::text[],
-    %(attributes)s::text[], %(ingest_warnings)s::text[]
+    %(attributes)s::text[], %(ingest_warnings)s::text[], %(version)s::text[]
 ) AS v(run_id, pipeline, entity, status, error, started_at, ended_at,
-       trace_id, span_id, service_name, attributes, ingest_warnings)
+       trace_id, span_id, service_name, attributes, ingest_warnings, version)
 ORDER BY v.run_id
 ON CONFLICT (run_id) DO UPDATE SET
     pipeline = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.pipeline, r.pipeline)
@@ -30,6 +31,8 @@ ON CONFLICT (run_id) DO UPDATE SET
                   WHEN r.span_id IS NULL AND r.status = 'pending' AND EXCLUDED.status = 'running'
                   THEN 'running' ELSE r.status END,
     error = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.error ELSE r.error END,
+    version = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.version, r.version)
+                   ELSE r.version END,
     started_at = CASE WHEN EXCLUDED.span_id IS NOT NULL
                       THEN COALESCE(EXCLUDED.started_at, r.started_at)
                       WHEN r.span_id IS NULL THEN LEAST(r.started_at, EXCLUDED.started_at)
