@@ -39,6 +39,7 @@ from collector_service.store.migrate import apply_migrations
 from collector_service.store.postgres import PostgresStore
 from collector_service.store.spool import Spool
 from collector_service.telemetry.metrics import CollectorMetrics
+from collector_service.ui.serve import start_viewer
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Endpoints:
     grpc_port: int
     http_port: int
     database_url: str
+    ui_port: int | None = None
 
 
 class Collector:
@@ -74,6 +76,7 @@ class Collector:
         self._replayer: asyncio.Task[None] | None = None
         self._forwarder: Forwarder | None = None
         self._auth: TokenAuthenticator | None = None
+        self._ui: web.AppRunner | None = None
         self._stopping = False
         self._published_ready = True
 
@@ -95,7 +98,15 @@ class Collector:
         grpc_port, http_port = await self._start_receivers(ingestor, artifacts, tls)
         logger.info("OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d%s", self.config.host, grpc_port,
                     self.config.host, http_port, " (TLS)" if tls else "")
-        return Endpoints(grpc_port, http_port, url)
+        ui_port = None
+        if self.config.ui_port is not None:
+            auth = self._auth
+            assert auth is not None
+            self._ui, ui_port = await start_viewer(
+                url, artifacts, self.config.host, self.config.ui_port,
+                lambda header: auth.refusal(header) is None, tls.ssl_context() if tls else None)
+            logger.info("web viewer on %s:%d", self.config.host, ui_port)
+        return Endpoints(grpc_port, http_port, url, ui_port)
 
     async def _start_storage(self) -> str:
         config = self.config
@@ -234,6 +245,8 @@ class Collector:
             await self._grpc.stop(max(deadline - loop.time(), _CLOSE_MARGIN_S / 2))
         if self._http is not None:
             await self._http.cleanup()
+        if self._ui is not None:
+            await self._ui.cleanup()
         await self._close()
 
     async def _close(self) -> None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from collector_service.config import CollectorConfig
 from collector_service.receive.auth import TokenAuthenticator
 from collector_service.store.artifacts import build_artifact_store
 from collector_service.store.embedded import resolve_database
-from collector_service.ui.app import TokenCheck, allow_all, build_app
-from collector_service.ui.db import ViewerDatabase
+from collector_service.ui.app import TokenCheck, allow_all
+from collector_service.ui.serve import start_viewer
 
 DEFAULT_PORT = 8080
 
@@ -29,21 +28,18 @@ def token_check(config: CollectorConfig) -> TokenCheck:
 def cmd_ui(args: argparse.Namespace, config: CollectorConfig) -> int:
     url, embedded = resolve_database(config)
     try:
-        app = build_app(ViewerDatabase(url), build_artifact_store(config), token_check(config))
-        print(f"X-Ray viewer on http://{args.host}:{args.port}/runs (Ctrl-C stops it)",
-              flush=True)
-        asyncio.run(_serve(app, args.host, args.port))
+        asyncio.run(_serve(url, config, args.host, args.port))
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
 
 
-async def _serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+async def _serve(url: str, config: CollectorConfig, host: str, port: int) -> None:
+    runner, port = await start_viewer(url, build_artifact_store(config), host, port,
+                                      token_check(config))
     try:
-        await web.TCPSite(runner, host, port).start()
+        print(f"X-Ray viewer on http://{host}:{port}/runs (Ctrl-C stops it)", flush=True)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

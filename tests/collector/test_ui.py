@@ -211,3 +211,20 @@ def test_debugging_story_in_chromium(viewer: Viewer, tmp_path: Path) -> None:
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == artifact_id
         finally:
             browser.close()
+
+
+def test_collector_serves_the_viewer_with_ui_port_and_its_tokens(
+        demo: tuple[Demo, Path]) -> None:
+    from collector_service.config import CollectorConfig
+    from collector_service.server import CollectorThread
+
+    result, data_dir = demo
+    config = CollectorConfig(database_url=result.url, data_dir=data_dir, grpc_port=0,
+                             http_port=0, ui_port=0, spool_max_bytes=0,
+                             auth_tokens=("s3cret",))
+    with CollectorThread(config) as endpoints:
+        assert endpoints.ui_port is not None
+        base = f"http://127.0.0.1:{endpoints.ui_port}"
+        assert get(base + "/runs")[0] == 401
+        status, body = get(base + "/runs", {"Authorization": "Bearer s3cret"})
+        assert status == 200 and b'href="/runs/' in body
