@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     _add_settings(ui, DB_SETTINGS + STORE_SETTINGS + ["auth_tokens"])
     ui.set_defaults(run=_lazy("collector_service.cli.ui", "cmd_ui"))
+
+    diff = commands.add_parser("diff", help="compare a pipeline's funnel across two versions")
+    diff.add_argument("--pipeline", required=True)
+    diff.add_argument("--base", required=True, help="the version to compare against")
+    diff.add_argument("--head", required=True, help="the version to compare")
+    diff.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    _add_settings(diff, DB_SETTINGS)
+    diff.set_defaults(run=_lazy("collector_service.cli.diff", "cmd_diff"))
     return parser
 
 

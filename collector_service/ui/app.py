@@ -19,8 +19,9 @@ from collector_service.store.artifacts import (
     valid_artifact_id,
     verified,
 )
-from collector_service.ui import charts
+from collector_service.ui import charts, diff
 from collector_service.ui.db import ViewerDatabase
+from collector_service.ui.diff import DiffRequest
 from collector_service.ui.filters import RunFilters
 
 TokenCheck = Callable[[str | None], bool]
@@ -52,6 +53,7 @@ def build_app(db: ViewerDatabase, store: ArtifactStore | None,
         web.get("/", _home),
         web.get("/runs", viewer.runs),
         web.get("/runs/{run_id}", viewer.run),
+        web.get("/diff", viewer.diff),
         web.get("/artifacts/{artifact_id}", viewer.artifact),
         web.get("/login", viewer.login_form),
         web.post("/login", viewer.login),
@@ -141,6 +143,20 @@ class _Viewer:
             step["reasons"], step["why_rest"] = charts.split_why(step["why_json"])
         return _page("run.html", title=f"Run {run_id}", run=run, steps=steps,
                      funnel=charts.funnel(steps), bar_width=charts.BAR_WIDTH)
+
+    async def diff(self, request: web.Request) -> web.Response:
+        if not request.query:
+            return _page("diff.html", title="Funnel diff", request=DiffRequest(), rows=None,
+                         problem=None)
+        try:
+            wanted = DiffRequest.parse(request.query)
+        except ValueError as exc:
+            return _page("diff.html", 400, title="Funnel diff",
+                         request=DiffRequest(**{k: v for k, v in request.query.items()
+                                                if k in DiffRequest.__dataclass_fields__}),
+                         rows=None, problem=str(exc))
+        rows = diff.shape(await self._db.run(diff.QUERY, wanted.params()))
+        return _page("diff.html", title="Funnel diff", request=wanted, rows=rows, problem=None)
 
     async def artifact(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["artifact_id"].lower()

@@ -33,10 +33,14 @@ class ViewerDatabase:
 
     async def rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows of the named query from ``ui/sql/ui.sql``."""
+        return await self.run(QUERIES[name], params)
+
+    async def run(self, query: bytes, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of ``query``."""
         try:
             async with (self._pool.connection() as conn,
                         conn.cursor(row_factory=dict_row) as cur):
-                await cur.execute(QUERIES[name], params)
+                await cur.execute(query, params)
                 return await cur.fetchall()
         except psycopg.errors.UndefinedTable as exc:
             raise StorageUnavailable("the X-Ray tables are missing: run `xray migrate` "

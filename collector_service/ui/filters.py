@@ -31,7 +31,7 @@ class RunFilters:
         if filters.status and filters.status not in cls.STATUSES:
             raise ValueError(f"status {filters.status!r}: use one of {', '.join(cls.STATUSES)}")
         for name in ("since", "until", "after"):
-            _moment(getattr(filters, name), name)
+            moment(getattr(filters, name), name)
         if filters.min_drop:
             _percent(filters.min_drop)
         if bool(filters.after) != bool(filters.after_id):
@@ -41,10 +41,10 @@ class RunFilters:
     def params(self, limit: int) -> dict[str, Any]:
         """Parameters of the ``runs`` query."""
         return {"pipeline": self.pipeline or None, "status": self.status or None,
-                "entity": self.entity or None, "since": _moment(self.since, "since"),
-                "until": _moment(self.until, "until"),
+                "entity": self.entity or None, "since": moment(self.since, "since"),
+                "until": moment(self.until, "until"),
                 "min_drop": _percent(self.min_drop) if self.min_drop else None,
-                "after_started": _moment(self.after, "after"),
+                "after_started": moment(self.after, "after"),
                 "after_id": self.after_id or None, "limit": limit}
 
     def query(self) -> dict[str, str]:
@@ -52,15 +52,16 @@ class RunFilters:
         return {k: v for k, v in asdict(self).items() if v and k not in ("after", "after_id")}
 
 
-def _moment(text: str, name: str) -> datetime | None:
+def moment(text: str, name: str) -> datetime | None:
+    """``text`` as a time (UTC unless it names a zone); None when empty."""
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name} {text!r}: use an ISO date or time such as "
                          "2026-11-01 or 2026-11-01T12:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _percent(text: str) -> float:

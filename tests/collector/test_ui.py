@@ -24,7 +24,7 @@ from aiohttp import web
 from collector_service.store.artifacts import LocalArtifactStore
 from collector_service.ui.app import TokenCheck, allow_all, build_app
 from collector_service.ui.db import ViewerDatabase
-from tests.collector.test_demo import Demo, expected_findings, run_demo
+from tests.collector.test_demo import POLLUTED_ENTITIES, Demo, expected_findings, run_demo
 from tests.fix_db import DatabaseFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,6 +44,10 @@ def demo(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
     data_dir = tmp_path_factory.mktemp("demo-ui")
     result = run_demo(databases, data_dir)
     assert result.result.returncode == 0, str(result)
+    # Two versions: the polluted runs are "v2", the healthy ones "v1".
+    with psycopg.connect(result.url) as conn:
+        conn.execute("UPDATE xray_runs SET version = CASE WHEN entity = ANY(%s) THEN 'v2'"
+                     " ELSE 'v1' END", (sorted(POLLUTED_ENTITIES),))
     return result, data_dir
 
 
@@ -184,6 +188,57 @@ def test_tokens_are_required_when_configured(demo: tuple[Demo, Path]) -> None:
         assert "xray_ui_token=s3cret" in cookie and "HttpOnly" in cookie
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def expected_diff(url: str, step_name: str) -> tuple[float, float]:
+    """Median drop ratio of ``step_name`` in v1 and v2 runs, worked out here."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT r.version, s.drop_ratio FROM xray_steps s JOIN xray_runs r"
+                            " USING (run_id) WHERE s.step_name = %s", (step_name,)).fetchall()
+    return (median([d for v, d in rows if v == "v1"]), median([d for v, d in rows if v == "v2"]))
+
+
+def test_diff_page_shows_the_polluted_filter_shift(viewer: Viewer) -> None:
+    w = worst(viewer)
+    base, head = expected_diff(viewer.demo.url, str(w["step_name"]))
+    assert head > base
+    status, body = get(viewer.base + "/diff?pipeline=competitor_search&base=v1&head=v2")
+    text = body.decode()
+    assert status == 200
+    row = re.search(rf'<th scope="row">{w["step_name"]}</th>(.*?)</tr>', text, re.S)
+    assert row is not None
+    assert f"{(head - base) * 100:+.1f} pts" in row.group(1)
+    assert "category_mismatch" in row.group(1)
+    status, body = get(viewer.base + "/diff?pipeline=competitor_search&base=v1")
+    assert status == 400 and b"give the head side a version or a time window" in body
+
+
+def test_xray_diff_command_shares_the_query(viewer: Viewer, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    w = worst(viewer)
+    base, head = expected_diff(viewer.demo.url, str(w["step_name"]))
+    result = subprocess.run(
+        [sys.executable, "-m", "collector_service.cli.main", "diff", "--pipeline",
+         "competitor_search", "--base", "v1", "--head", "v2", "--json",
+         "--database-url", viewer.demo.url], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    changes = [abs(r["drop_change"] or 0) for r in rows]
+    assert changes == sorted(changes, reverse=True), "largest shift first"
+    (row,) = [r for r in rows if r["step_name"] == w["step_name"]]
+    assert row["drop_change"] == pytest.approx(head - base)
+    shares = {s["reason"]: s for s in row["reject_shares"]}
+    assert shares["category_mismatch"]["head"] > (shares["category_mismatch"]["base"] or 0)
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent "
                     "(apt-get install -y chromium chromium-driver)")
 def test_debugging_story_in_chromium(viewer: Viewer, tmp_path: Path) -> None:
@@ -209,6 +264,13 @@ def test_debugging_story_in_chromium(viewer: Viewer, tmp_path: Path) -> None:
             saved = tmp_path / "artifact"
             info.value.save_as(saved)
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == artifact_id
+            page.get_by_role("link", name="Funnel diff").click()
+            page.get_by_label("Pipeline").fill("competitor_search")
+            page.get_by_role("group", name="Base").get_by_label("Version").fill("v1")
+            page.get_by_role("group", name="Head").get_by_label("Version").fill("v2")
+            page.get_by_role("button", name="Compare").click()
+            expect(page.locator("tbody")).to_contain_text("category_mismatch")
+            expect(page.get_by_role("rowheader", name=str(w["step_name"]))).to_be_visible()
         finally:
             browser.close()
 
