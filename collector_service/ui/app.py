@@ -23,6 +23,7 @@ from collector_service.ui import charts, diff
 from collector_service.ui.db import ViewerDatabase
 from collector_service.ui.diff import DiffRequest
 from collector_service.ui.filters import RunFilters
+from xray_otel.conventions import STEP_TYPES
 
 TokenCheck = Callable[[str | None], bool]
 """``allows(authorization_header) -> bool``: whether a request may see the viewer."""
@@ -54,6 +55,7 @@ def build_app(db: ViewerDatabase, store: ArtifactStore | None,
         web.get("/runs", viewer.runs),
         web.get("/runs/{run_id}", viewer.run),
         web.get("/diff", viewer.diff),
+        web.get("/steps", viewer.steps),
         web.get("/artifacts/{artifact_id}", viewer.artifact),
         web.get("/login", viewer.login_form),
         web.post("/login", viewer.login),
@@ -143,6 +145,24 @@ class _Viewer:
             step["reasons"], step["why_rest"] = charts.split_why(step["why_json"])
         return _page("run.html", title=f"Run {run_id}", run=run, steps=steps,
                      funnel=charts.funnel(steps), bar_width=charts.BAR_WIDTH)
+
+    async def steps(self, request: web.Request) -> web.Response:
+        query = request.query
+        step_type = query.get("type", "")
+        try:
+            if step_type and step_type not in STEP_TYPES:
+                raise ValueError(f"type {step_type!r}: use one of {', '.join(sorted(STEP_TYPES))}")
+            filters = RunFilters.parse({k: query.get(k, "") for k in
+                                        ("pipeline", "since", "until", "min_drop")})
+        except ValueError as exc:
+            return _page("error.html", 400, title="Bad filter", message=str(exc))
+        params = filters.params(PAGE_SIZE)
+        rows = await self._db.rows("steps", {
+            "step_type": step_type or None, "min_drop": params["min_drop"],
+            "pipeline": params["pipeline"], "since": params["since"],
+            "until": params["until"], "limit": PAGE_SIZE})
+        return _page("steps.html", title="Steps by drop ratio", steps=rows, filters=filters,
+                     step_type=step_type, types=sorted(STEP_TYPES))
 
     async def diff(self, request: web.Request) -> web.Response:
         if not request.query:

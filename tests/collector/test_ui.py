@@ -131,6 +131,16 @@ def test_runs_page_pages_by_key_without_repeats(viewer: Viewer) -> None:
     assert seen == newest_first
 
 
+def test_steps_page_is_the_seed_query(viewer: Viewer) -> None:
+    with psycopg.connect(viewer.demo.url) as conn:
+        expected = {r[0] for r in conn.execute(
+            "SELECT run_id FROM xray_steps WHERE step_type = 'filter' AND drop_ratio > 0.9")}
+    status, body = get(viewer.base + "/steps?type=filter&min_drop=90")
+    assert status == 200 and expected
+    assert set(re.findall(r'href="/runs/([^"#]+)#step-', body.decode())) == expected
+    assert get(viewer.base + "/steps?type=nope")[0] == 400
+
+
 def test_bad_filter_is_named(viewer: Viewer) -> None:
     status, body = get(viewer.base + "/runs?min_drop=abc")
     assert status == 400 and b"drop &#39;abc&#39;" in body

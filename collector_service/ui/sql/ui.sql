@@ -48,3 +48,16 @@ SELECT size_bytes, content_type, storage, preview, downgrade_reason
 FROM xray_artifacts WHERE artifact_id = %(artifact_id)s
 ORDER BY storage = 'summary'
 LIMIT 1
+
+-- name: steps
+-- The seed query as a form: steps by drop ratio, largest first.
+SELECT run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+       drop_ratio, why, started_at
+FROM xray_steps
+WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+  AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
+  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+  AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
+ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
+LIMIT %(limit)s
