@@ -48,4 +48,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
         shift = f"{top['reason']} {pct(top['base'])} → {pct(top['head'])}"
     return [row["step_name"], f"{row['base_steps']}/{row['head_steps']}",
             pct(row["base_drop"]), pct(row["head_drop"]), change,
-            f"{row['base_out']} → {row['head_out']}", shift]
+            f"{_count(row['base_out'])} → {_count(row['head_out'])}", shift]
+
+
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"

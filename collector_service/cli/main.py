@@ -94,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_commands(commands)
 
     ui = commands.add_parser("ui", help="serve the read-only web viewer (runs, funnels)")
-    ui.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
-    ui.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     _add_settings(ui, DB_SETTINGS + STORE_SETTINGS + ["auth_tokens"])
     ui.set_defaults(run=_lazy("collector_service.cli.ui", "cmd_ui"))
 
     diff = commands.add_parser("diff", help="compare a pipeline's funnel across two versions")
-    diff.add_argument("--pipeline", required=True)
+    diff.add_argument("--pipeline", required=True, help="the pipeline to compare")
     diff.add_argument("--base", required=True, help="the version to compare against")
     diff.add_argument("--head", required=True, help="the version to compare")
     diff.add_argument("--json", action="store_true", help="JSON lines for scripts")

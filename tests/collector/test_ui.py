@@ -247,6 +247,10 @@ def test_xray_diff_command_shares_the_query(viewer: Viewer, tmp_path: Path) -> N
     assert row["drop_change"] == pytest.approx(head - base)
     shares = {s["reason"]: s for s in row["reject_shares"]}
     assert shares["category_mismatch"]["head"] > (shares["category_mismatch"]["base"] or 0)
+    table = subprocess.run([a for a in result.args if a != "--json"], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path)
+    line = next(x for x in table.stdout.splitlines() if x.startswith(str(w["step_name"])))
+    assert f"{(head - base) * 100:+.1f} pts" in line and "category_mismatch" in line
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent "
