@@ -100,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(run=_lazy("collector_service.cli.ui", "cmd_ui"))
 
     diff = commands.add_parser("diff", help="compare a pipeline's funnel across two versions")
-    diff.add_argument("--pipeline", required=True, help="the pipeline to compare")
-    diff.add_argument("--base", required=True, help="the version to compare against")
-    diff.add_argument("--head", required=True, help="the version to compare")
+    diff.add_argument("--pipeline", required=True, help="the pipeline to compare (required)")
+    diff.add_argument("--base", required=True, help="the version to compare against (required)")
+    diff.add_argument("--head", required=True, help="the version to compare (required)")
     diff.add_argument("--json", action="store_true", help="JSON lines for scripts")
     _add_settings(diff, DB_SETTINGS)
     diff.set_defaults(run=_lazy("collector_service.cli.diff", "cmd_diff"))
