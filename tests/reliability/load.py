@@ -44,6 +44,9 @@ class Ledger:
     """What the senders were told, shared by all of them (thread-safe)."""
 
     acked: set[SpanKey] = field(default_factory=set)
+    cancelled: set[SpanKey] = field(default_factory=set)
+    """Spans of requests gRPC answered CANCELLED: it does so only for a call that reaches
+    a server in the instant it closes, before the collector sees it."""
     outcomes: Counter[str] = field(default_factory=Counter)
     acks_by_target: Counter[str] = field(default_factory=Counter)
     in_flight_at: list[tuple[float, float, str]] = field(default_factory=list)
@@ -58,6 +61,8 @@ class Ledger:
             if outcome == "OK":
                 self.acked.update(keys)
                 self.acks_by_target[target] += 1
+            elif outcome == "CANCELLED":
+                self.cancelled.update(keys)
 
     def acks(self, target: str | None = None) -> int:
         with self._lock:
