@@ -5,11 +5,13 @@ programs) or :class:`Collector` (asyncio).
 
 The package is laid out in rooms whose imports point one way::
 
-    cli ──▶ server ──▶ receive ──▶ ingest ──▶ store ──▶ telemetry, config, errors
+    cli ──▶ server ──▶ ui, forward ──▶ receive ──▶ ingest ──▶ store ──▶ telemetry, config, errors
 
-``receive`` holds the transports (OTLP/gRPC, OTLP/HTTP, artifacts), ``ingest`` the
-pure decode-and-map path and artifact offloading, ``store`` everything that touches
-Postgres or artifact storage, ``telemetry`` what the collector says about itself.
+``receive`` holds the transports (OTLP/gRPC, OTLP/HTTP, ``/events``, artifacts),
+``ingest`` the pure decode-and-map path, admission and artifact offloading, ``store``
+everything that touches Postgres, the outage spool or artifact storage, ``telemetry``
+what the collector says about itself, ``forward`` the copy sent upstream and ``ui`` the
+read-only web viewer. ``tests/collector/test_layout.py`` keeps the arrows pointing one way.
 Names below are imported on first use, so ``import collector_service`` is cheap.
 """
 
