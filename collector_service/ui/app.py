@@ -19,7 +19,7 @@ from collector_service.store.artifacts import (
     valid_artifact_id,
     verified,
 )
-from collector_service.ui import charts, diff
+from collector_service.ui import charts, diff, pipelines
 from collector_service.ui.db import ViewerDatabase
 from collector_service.ui.diff import DiffRequest
 from collector_service.ui.filters import RunFilters
@@ -56,6 +56,7 @@ def build_app(db: ViewerDatabase, store: ArtifactStore | None,
         web.get("/runs/{run_id}", viewer.run),
         web.get("/diff", viewer.diff),
         web.get("/steps", viewer.steps),
+        web.get("/pipelines", viewer.pipelines),
         web.get("/artifacts/{artifact_id}", viewer.artifact),
         web.get("/login", viewer.login_form),
         web.post("/login", viewer.login),
@@ -163,6 +164,16 @@ class _Viewer:
             "until": params["until"], "limit": PAGE_SIZE})
         return _page("steps.html", title="Steps by drop ratio", steps=rows, filters=filters,
                      step_type=step_type, types=sorted(STEP_TYPES))
+
+    async def pipelines(self, request: web.Request) -> web.Response:
+        try:
+            days = pipelines.parse_days(request.query.get("days", ""))
+        except ValueError as exc:
+            return _page("error.html", 400, title="Bad filter", message=str(exc))
+        rows = await self._db.rows("pipeline_days", {"since": pipelines.since(days)})
+        return _page("pipelines.html", title="Pipelines", days=days,
+                     pipelines=pipelines.group(rows), spark_width=pipelines.SPARK_WIDTH,
+                     spark_height=pipelines.SPARK_HEIGHT)
 
     async def diff(self, request: web.Request) -> web.Response:
         if not request.query:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import re
 import threading
 import urllib.error
@@ -304,3 +305,57 @@ def test_collector_serves_the_viewer_with_ui_port_and_its_tokens(
         assert get(base + "/runs")[0] == 401
         status, body = get(base + "/runs", {"Authorization": "Bearer s3cret"})
         assert status == 200 and b'href="/runs/' in body
+
+
+Day = tuple[str, str, str]
+
+
+def expected_pipeline_days(url: str) -> dict[Day, tuple[float | None, list[str]]]:
+    """Per (pipeline, step, UTC day): the median drop ratio and top 3 reasons, in Python."""
+    drops: dict[Day, list[float]] = {}
+    reasons: dict[Day, dict[str, int]] = {}
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        for pipeline, step, day, drop in conn.execute(
+                "SELECT COALESCE(s.pipeline, r.pipeline), s.step_name, s.started_at::date,"
+                " s.drop_ratio FROM xray_steps s LEFT JOIN xray_runs r USING (run_id)"):
+            values = drops.setdefault((pipeline or "", step or "", day.isoformat()), [])
+            if drop is not None:
+                values.append(drop)
+        for pipeline, step, day, reason, count in conn.execute(
+                "SELECT pipeline, step_name, started_at::date, reason, count"
+                " FROM xray_reject_reasons"):
+            totals = reasons.setdefault((pipeline or "", step or "", day.isoformat()), {})
+            totals[reason] = totals.get(reason, 0) + count
+    result: dict[Day, tuple[float | None, list[str]]] = {}
+    for key, values in drops.items():
+        ranked = sorted(reasons.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        result[key] = (median(values) if values else None,
+                       [f"{reason}: {total}" for reason, total in ranked])
+    return result
+
+
+def test_pipelines_page_shows_daily_median_drop_and_top_reasons(viewer: Viewer) -> None:
+    expected = expected_pipeline_days(viewer.demo.url)
+    assert any(reasons for _, reasons in expected.values())  # the demo reports reasons
+    status, body = get(viewer.base + "/pipelines")
+    assert status == 200
+    page = body.decode()
+    shown: dict[Day, tuple[str, list[str]]] = {}
+    for section in re.findall(r'<section class="step trend" (.*?)</section>', page, re.S):
+        pipeline, step = (html.unescape(v) for v in re.findall(r'data-(?:pipeline|step)="([^"]*)"',
+                                                                 section)[:2])
+        assert "<polyline points=" in section
+        days = re.findall(r'<tr class="day"><td>([^<]+)</td>.*?class="median">([^<]+)</td>'
+                          r'\s*<td class="reasons">(.*?)</td>', section, re.S)
+        assert [d for d, _, _ in days] == sorted((d for d, _, _ in days), reverse=True)
+        for day, shown_median, cell in days:
+            shown[(pipeline, step, day)] = (
+                html.unescape(shown_median),
+                [html.unescape(r) for r in re.findall(r'<span class="reason">([^<]+)</span>',
+                                                      cell)])
+    assert shown == {key: ("—" if m is None else f"{m:.1%}", reasons)
+                     for key, (m, reasons) in expected.items()}
+    assert "/pipelines" in get(viewer.base + "/runs")[1].decode()
+    status, body = get(viewer.base + "/pipelines?days=0")
+    assert status == 400 and b"days 0 is outside" in body

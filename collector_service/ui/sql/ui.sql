@@ -61,3 +61,33 @@ WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
   AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
 LIMIT %(limit)s
+
+-- name: pipeline_days
+-- Per pipeline, step name and UTC day since %(since)s: the median drop ratio and the three
+-- largest reject reasons (summed over the day, read as view xray_reject_reasons reads them).
+WITH days AS (
+    SELECT COALESCE(s.pipeline, r.pipeline) AS pipeline, s.step_name,
+           (s.started_at AT TIME ZONE 'UTC')::date AS day,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY s.drop_ratio) AS median_drop,
+           count(*) AS steps
+    FROM xray_steps s LEFT JOIN xray_runs r ON r.run_id = s.run_id
+    WHERE s.started_at >= %(since)s
+    GROUP BY 1, 2, 3
+), reasons AS (
+    SELECT pipeline, step_name, (started_at AT TIME ZONE 'UTC')::date AS day, reason,
+           sum(count)::bigint AS total,
+           row_number() OVER (PARTITION BY pipeline, step_name,
+                                           (started_at AT TIME ZONE 'UTC')::date
+                              ORDER BY sum(count) DESC, reason) AS rank
+    FROM xray_reject_reasons
+    WHERE started_at >= %(since)s
+    GROUP BY pipeline, step_name, (started_at AT TIME ZONE 'UTC')::date, reason
+)
+SELECT d.pipeline, d.step_name, d.day, d.median_drop, d.steps,
+       COALESCE((SELECT jsonb_agg(jsonb_build_array(x.reason, x.total) ORDER BY x.rank)
+                 FROM reasons x
+                 WHERE x.pipeline IS NOT DISTINCT FROM d.pipeline
+                   AND x.step_name IS NOT DISTINCT FROM d.step_name
+                   AND x.day = d.day AND x.rank <= 3), '[]'::jsonb) AS top_reasons
+FROM days d
+ORDER BY d.pipeline NULLS LAST, d.step_name NULLS LAST, d.day DESC
