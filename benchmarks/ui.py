@@ -110,7 +110,8 @@ def main() -> None:
                        "until": None, "min_drop": None, "after_started": None,
                        "after_id": None, "limit": 51}
         bare_runs = query_time(url, "runs", runs_params)
-        bare_steps = query_time(url, "run_steps", {"run_id": BIG_RUN})
+        bare_steps = query_time(url, "run_steps", {"run_id": BIG_RUN, "from": None,
+                                                      "limit": 201})
         run_page, runs_page, runs_filtered = asyncio.run(page_times(
             url, [f"/runs/{BIG_RUN}", "/runs", "/runs?pipeline=pipeline-3&status=ok"]))
     print(f"{'page':<44}{'request ms':>12}{'query ms':>10}")

@@ -30,6 +30,8 @@ TokenCheck = Callable[[str | None], bool]
 
 COOKIE = "xray_ui_token"
 PAGE_SIZE = 50
+STEP_PAGE = 200
+"""Steps shown on one run page; longer runs page by key (``?from=SPAN_ID``)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _TEMPLATES = jinja2.Environment(
@@ -140,12 +142,33 @@ class _Viewer:
         if run is None:
             return _page("error.html", 404, title="No such run",
                          message=f"No run {run_id!r} is stored.")
-        steps = await self._db.rows("run_steps", {"run_id": run_id})
+        start = request.query.get("from") or None
+        steps = await self._db.rows("run_steps", {"run_id": run_id, "from": start,
+                                                  "limit": STEP_PAGE + 1})
+        if start is not None and not steps:
+            return _page("error.html", 404, title="No such step",
+                         message=f"Run {run_id!r} has no step with span id {start!r}.")
+        page_of = request.path
+        next_url = None
+        if len(steps) > STEP_PAGE:
+            next_url = f"{page_of}?{urlencode({'from': steps.pop()['span_id']})}"
+        prev_url = None
+        if start is not None:
+            before = await self._db.rows("run_steps_before", {"run_id": run_id, "from": start,
+                                                              "limit": STEP_PAGE})
+            prev_url = (f"{page_of}?{urlencode({'from': before[-1]['span_id']})}"
+                        if before else None)
         for step in steps:
             step["anchor"] = charts.step_anchor(step)
             step["reasons"], step["why_rest"] = charts.split_why(step["why_json"])
-        return _page("run.html", title=f"Run {run_id}", run=run, steps=steps,
-                     funnel=charts.funnel(steps), bar_width=charts.BAR_WIDTH)
+        groups = await self._db.rows("run_funnel", {"run_id": run_id,
+                                                    "bars": charts.MAX_BARS})
+        paged = next_url is not None or prev_url is not None
+        funnel = (charts.run_funnel(groups, page_of) if paged or
+                  any(g["steps"] > 1 for g in groups) else charts.funnel(steps))
+        return _page("run.html", title=f"Run {run_id}", run=run, steps=steps, funnel=funnel,
+                     bar_width=charts.BAR_WIDTH, next_url=next_url, prev_url=prev_url,
+                     page_size=STEP_PAGE)
 
     async def steps(self, request: web.Request) -> web.Response:
         query = request.query

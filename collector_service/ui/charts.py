@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 BAR_WIDTH = 480
 """Width in pixels of a full bar (the largest value in the chart)."""
@@ -21,6 +22,31 @@ class FunnelBar:
     in_width: float
     out_width: float
     flagged: bool
+    href: str = ""
+    """Where the label links: the step on another page of the run; empty: ``#anchor``."""
+
+
+MAX_BARS = 60
+"""A run's funnel draws at most this many bars; longer runs join consecutive steps."""
+
+
+def run_funnel(groups: list[dict[str, Any]], page_of: str) -> list[FunnelBar]:
+    """Bars from query ``run_funnel``: one per group of consecutive steps (often one step).
+
+    ``page_of`` is the run page's path; a bar links to the page starting at its first step.
+    """
+    bars = []
+    for g in groups:
+        if g["steps"] > 1:
+            g = {**g, "step_name": f"{g['step_name']} … {g['last_step_name']} "
+                                   f"({g['steps']} steps)"}
+            if g["candidates_in"] and g["candidates_out"] is not None:
+                g["drop_ratio"] = 1 - g["candidates_out"] / g["candidates_in"]
+        bars.append(g)
+    drawn = funnel(bars)
+    return [FunnelBar(**{**b.__dict__, "href": f"{page_of}?{urlencode({'from': g['span_id']})}"
+                                              f"#{b.anchor}"})
+            for b, g in zip(drawn, bars, strict=True)]
 
 
 def funnel(steps: list[dict[str, Any]], flag_above: float = 0.9) -> list[FunnelBar]:

@@ -359,3 +359,54 @@ def test_pipelines_page_shows_daily_median_drop_and_top_reasons(viewer: Viewer) 
     assert "/pipelines" in get(viewer.base + "/runs")[1].decode()
     status, body = get(viewer.base + "/pipelines?days=0")
     assert status == 400 and b"days 0 is outside" in body
+
+
+LOAD_LONG_RUN = """
+INSERT INTO xray_runs (run_id, pipeline, status, started_at, trace_id, span_id)
+VALUES ('long', 'p', 'ok', now(), md5('long'), 'ffffffffffffffff');
+INSERT INTO xray_steps (run_id, seq, step_name, step_type, candidates_in, candidates_out,
+                        status, started_at, trace_id, span_id)
+SELECT 'long', CASE WHEN i <= 400 THEN i END, 'step-' || i, 'filter', 10000 - i, 9999 - i,
+       'running', now() + make_interval(secs => i % 3),
+       md5('long'), lpad(to_hex(1000 - i), 16, '0')
+FROM generate_series(1, 450) AS i;
+"""
+
+
+def test_long_run_pages_its_steps_and_joins_funnel_bars(
+        databases: DatabaseFactory, tmp_path: Path) -> None:
+    from collector_service.store.migrate import apply_migrations
+    from collector_service.ui import app as ui_app
+    from collector_service.ui import charts
+
+    url = databases.create()
+    apply_migrations(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(LOAD_LONG_RUN)
+        expected = [f"step-{seq}" if seq is not None else f"span-{span}" for seq, span in
+                    conn.execute("SELECT seq, span_id FROM xray_steps ORDER BY seq NULLS LAST,"
+                                 " started_at, span_id")]
+    assert len(expected) == 450 > ui_app.STEP_PAGE
+    for base in serve(url, tmp_path):
+        pages: list[list[str]] = []
+        next_url: str | None = "/runs/long"
+        while next_url is not None:
+            status, body = get(base + html.unescape(next_url))
+            assert status == 200
+            page = body.decode()
+            pages.append(re.findall(r'<section id="([^"]+)" class="step"', page))
+            found = re.search(r'<a href="([^"]+)" rel="next">', page)
+            next_url = found[1] if found else None
+            if len(pages) == 1:
+                assert 'rel="prev"' not in page
+                assert 0 < page.count('class="bar-in"') <= charts.MAX_BARS
+                assert "(8 steps)" in page  # 450 steps in 60 bars of 7 or 8
+            else:
+                previous = re.search(r'<a href="([^"]+)" rel="prev">', page)
+                assert previous is not None
+                back = get(base + html.unescape(previous[1]))[1].decode()
+                assert re.findall(r'<section id="([^"]+)" class="step"', back) == pages[-2]
+        assert [len(p) for p in pages] == [200, 200, 50]
+        assert [anchor for p in pages for anchor in p] == expected
+        status, body = get(base + "/runs/long?from=nosuchspan")
+        assert status == 404 and b"no step with span id" in body

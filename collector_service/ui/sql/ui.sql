@@ -26,7 +26,8 @@ SELECT run_id, pipeline, entity, status, error, started_at, ended_at, trace_id,
 FROM xray_runs WHERE run_id = %(run_id)s
 
 -- name: run_steps
--- A run's steps: seq order, then those without seq by start time.
+-- A page of a run's steps: seq order, then those without seq by start time, from the step
+-- %(from)s (a span id; NULL: the first) on. Keyset on (seq NULLS LAST, started_at, span_id).
 SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
        s.why, s.why_json, s.input, s.output, s.status, s.error,
        round(s.duration_ms::numeric, 1) AS duration_ms, s.metrics, s.span_id,
@@ -41,7 +42,47 @@ SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.dro
            AS artifacts
 FROM xray_steps s
 WHERE s.run_id = %(run_id)s
+  AND (%(from)s::text IS NULL OR (s.seq IS NULL, COALESCE(s.seq, 0), s.started_at IS NULL, COALESCE(s.started_at, '-infinity'), s.span_id) >= (
+        SELECT s.seq IS NULL, COALESCE(s.seq, 0), s.started_at IS NULL, COALESCE(s.started_at, '-infinity'), s.span_id
+        FROM xray_steps s
+        WHERE s.run_id = %(run_id)s AND s.span_id = %(from)s LIMIT 1))
 ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
+LIMIT %(limit)s
+
+-- name: run_steps_before
+-- Span ids of the steps before step %(from)s, nearest first: where the previous page starts.
+SELECT s.span_id
+FROM xray_steps s
+WHERE s.run_id = %(run_id)s
+  AND (s.seq IS NULL, COALESCE(s.seq, 0), s.started_at IS NULL, COALESCE(s.started_at, '-infinity'), s.span_id) < (
+        SELECT s.seq IS NULL, COALESCE(s.seq, 0), s.started_at IS NULL, COALESCE(s.started_at, '-infinity'), s.span_id
+        FROM xray_steps s
+        WHERE s.run_id = %(run_id)s AND s.span_id = %(from)s LIMIT 1)
+ORDER BY s.seq DESC NULLS FIRST, s.started_at DESC, s.span_id DESC
+LIMIT %(limit)s
+
+-- name: run_funnel
+-- The funnel of a whole run in at most %(bars)s bars: steps reporting candidates, in step
+-- order, cut into runs of consecutive steps; a bar is in of its first, out of its last.
+WITH counted AS (
+    SELECT s.seq, s.step_name, s.span_id, s.candidates_in, s.candidates_out, s.drop_ratio,
+           row_number() OVER (ORDER BY s.seq NULLS LAST, s.started_at, s.span_id) - 1 AS pos,
+           count(*) OVER () AS total
+    FROM xray_steps s
+    WHERE s.run_id = %(run_id)s
+      AND (s.candidates_in IS NOT NULL OR s.candidates_out IS NOT NULL)
+)
+SELECT count(*) AS steps,
+       (array_agg(seq ORDER BY pos))[1] AS seq,
+       (array_agg(step_name ORDER BY pos))[1] AS step_name,
+       (array_agg(step_name ORDER BY pos DESC))[1] AS last_step_name,
+       (array_agg(span_id ORDER BY pos))[1] AS span_id,
+       (array_agg(candidates_in ORDER BY pos))[1] AS candidates_in,
+       (array_agg(candidates_out ORDER BY pos DESC))[1] AS candidates_out,
+       CASE WHEN count(*) = 1 THEN max(drop_ratio) END AS drop_ratio
+FROM counted
+GROUP BY pos * %(bars)s / total
+ORDER BY min(pos)
 
 -- name: artifact
 SELECT size_bytes, content_type, storage, preview, downgrade_reason
