@@ -160,6 +160,8 @@ Explore further{where}, with `xray` (or `python3 dev.py xray` from a checkout):
   xray runs --pipeline competitor_search
   xray show {run_id}
   xray steps --type filter --min-drop 0.9{get}
+  xray diff --pipeline competitor_search --base v1 --head v2   (polluted runs are v2)
+  xray ui       (the same story in a browser, http://127.0.0.1:8080/runs)
   xray sql      (psql on the same database; `xray db url` prints its URL)
 Tables xray_runs, xray_steps, xray_artifacts; views xray_step_funnel,
 xray_reject_reasons, xray_run_summary (see docs/schema.md)."""

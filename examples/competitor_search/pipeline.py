@@ -126,8 +126,12 @@ def select_best(candidates: list[Product], query: Query) -> Product | None:
 
 def find_competitor(query: Query, catalog: list[Product], polluted: bool = False
                     ) -> tuple[str, Product | None]:
-    """One run of the pipeline; returns the run id and the chosen competitor."""
-    with xray.run(PIPELINE, entity=query.asin) as run:
+    """One run of the pipeline; returns the run id and the chosen competitor.
+
+    Polluted runs stand for a release whose keyword prompt changed: they record
+    version "v2", the others "v1", so the two can be compared (``xray diff``).
+    """
+    with xray.run(PIPELINE, entity=query.asin, version="v2" if polluted else "v1") as run:
         keywords = generate_keywords(query, polluted)
         candidates = search_candidates(keywords, catalog)
         kept = filter_candidates(candidates, query)

@@ -156,6 +156,10 @@ def test_demo_json_findings_are_the_polluted_runs(demo_json: Demo) -> None:
     assert findings["keywords"] == {"only_in_flagged_runs": ["phone stand", "stand"],
                                     "flagged_runs": 2, "healthy_runs": 4}
     assert findings["pick"]["category"] == "laptop_stands"
+    with psycopg.connect(demo_json.url) as conn:  # the polluted release is version v2
+        versions = dict(conn.execute("SELECT entity, version FROM xray_runs").fetchall())
+    assert {e for e, v in versions.items() if v == "v2"} == POLLUTED_ENTITIES
+    assert set(versions.values()) == {"v1", "v2"}
 
 
 def test_demo_text_tells_the_stored_numbers(demo_text: Demo) -> None:
