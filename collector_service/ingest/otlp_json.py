@@ -190,7 +190,7 @@ def _store_direct(pair: Message, key: str, direct: tuple[str, Callable[[Any], An
                   scalar: Any) -> bool:
     try:
         pair.key = key
-        setattr(pair.value, direct[0], direct[1](scalar))  # type: ignore[attr-defined]
+        setattr(pair.value, direct[0], direct[1](scalar))
     except (_Invalid, ValueError, TypeError):
         return False
     return True
@@ -219,7 +219,11 @@ def _kind(value: Any) -> str:
         return "null"
     if type(value) is bool:
         return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a number")
+    if type(value) is dict:
+        return "an object"
+    if type(value) is list:
+        return "an array"
+    return "a string" if type(value) is str else "a number"
 
 
 def _string(value: Any) -> str:
@@ -298,7 +302,8 @@ def _base64(value: Any) -> bytes:
 
 
 def _enum(enum_type: EnumDescriptor) -> Callable[[Any], int]:
-    by_name = {name: number.number for name, number in enum_type.values_by_name.items()}
+    by_name: dict[str, int] = {name: value.number
+                               for name, value in enum_type.values_by_name.items()}
 
     def convert(value: Any) -> int:
         kind = type(value)
