@@ -44,7 +44,6 @@ and ``ParseDict``) stop at the same depth, so both encodings of a request decode
 
 _HEX_ID_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 _MIN_INT64 = -(2**63)
-_SPECIAL_DOUBLES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
 class _Invalid(Exception):
@@ -271,10 +270,7 @@ def _double(value: Any) -> float:
     kind = type(value)
     if kind is float or kind is int:
         return float(value)
-    if kind is str:
-        special = _SPECIAL_DOUBLES.get(value)
-        if special is not None:
-            return special
+    if kind is str:  # "NaN", "Infinity", "-Infinity", and decimal text, as protobuf reads
         number = _float_or_none(value) if value != "nan" else None
         if number is not None:
             return number

@@ -302,6 +302,9 @@ SPAN_PATH = "resourceSpans[0].scopeSpans[0].spans[0]"
     ({"startTimeUnixNano": " 1"}, f"{SPAN_PATH}.startTimeUnixNano: expected an integer"),
     ({"startTimeUnixNano": 18446744073709551616}, f"{SPAN_PATH}.startTimeUnixNano"),
     ({"startTimeUnixNano": True}, "expected an integer, not a boolean"),
+    ({"startTimeUnixNano": 1.5}, f"{SPAN_PATH}.startTimeUnixNano: expected an integer, not 1.5"),
+    ({"attributes": [{"key": "k", "value": {"intValue": -9223372036854775809}}]},
+     "value.intValue: expected an integer"),  # beyond 64 bits: refused, not rounded
     ({"attributes": {"key": "k"}}, f"{SPAN_PATH}.attributes: expected a JSON array"),
     ({"attributes": [None]}, f"{SPAN_PATH}.attributes[0]: null is not allowed"),
     ({"attributes": [{"key": "k", "value": {"intValue": "x"}}]},
