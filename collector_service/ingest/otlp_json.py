@@ -172,10 +172,14 @@ def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
             if type(key) is str and type(any_value) is dict and len(any_value) == 1:
                 ((kind, scalar),) = any_value.items()
                 direct = _DIRECT_VALUES.get(kind)
-                if direct is not None and _store_direct(add(), key, direct, scalar):
-                    continue
                 if direct is not None:
-                    del items[-1]  # refused: the generic walk below says exactly why
+                    pair = add()
+                    pair.key = key
+                    try:
+                        setattr(pair.value, direct[0], direct[1](scalar))
+                        continue
+                    except (_Invalid, ValueError, TypeError):
+                        del items[-1]  # refused: the generic walk below says exactly why
         try:
             if item is None:
                 raise _Invalid("null is not allowed in an array")
@@ -183,16 +187,6 @@ def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
         except _Invalid as exc:
             exc.path.append(f"[{index}]")
             raise
-
-
-def _store_direct(pair: Message, key: str, direct: tuple[str, Callable[[Any], Any]],
-                  scalar: Any) -> bool:
-    try:
-        pair.key = key
-        setattr(pair.value, direct[0], direct[1](scalar))
-    except (_Invalid, ValueError, TypeError):
-        return False
-    return True
 
 
 def _add_scalars(message: Message, attr: str, value: Any,
