@@ -84,21 +84,22 @@ Setter = Callable[[Message, str, Any, Any, int], None]
 
 @dataclass(frozen=True)
 class _Field:
-    """How one JSON key is stored: a scalar through ``convert`` (``setter`` is None), or
-    by ``setter(message, attr, value, arg, depth)``."""
+    """How a message field (or a repeated one) is stored:
+    ``setter(message, attr, value, arg, depth)``."""
 
     attr: str
-    convert: Callable[[Any], Any] | None
-    setter: Setter | None
+    setter: Setter
     arg: Any
-    oneof: str | None
 
 
 @dataclass
 class _Table:
-    """A message type's JSON keys (both spellings) and whether any field is in a oneof."""
+    """A message type's JSON keys, under both spellings: scalars (key → attribute and
+    conversion), other fields, and the oneof each key belongs to, if any."""
 
+    scalars: dict[str, tuple[str, Callable[[Any], Any]]] = field(default_factory=dict)
     fields: dict[str, _Field] = field(default_factory=dict)
+    oneofs: dict[str, str] = field(default_factory=dict)
     has_oneof: bool = False
 
 
@@ -108,22 +109,19 @@ def _fill(message: Message, obj: Any, table: _Table, depth: int) -> None:
         raise _Invalid(f"expected a JSON object, not {_kind(obj)}")
     if depth > MAX_MESSAGE_DEPTH:
         raise _Invalid(f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels")
-    chosen: str | None = None
-    fields = table.fields
+    if table.has_oneof:
+        _check_one_of(obj, table)
+    scalars, others = table.scalars, table.fields
     for key, value in obj.items():
-        entry = fields.get(key)
-        if entry is None or value is None:
-            continue
         try:
-            if table.has_oneof and entry.oneof is not None:
-                if chosen is not None:
-                    raise _Invalid(f"only one of its {entry.oneof} fields may be set "
-                                   f"({chosen} is set too)")
-                chosen = key
-            if entry.convert is not None:
-                setattr(message, entry.attr, entry.convert(value))
-            else:
-                entry.setter(message, entry.attr, value, entry.arg, depth)  # type: ignore[misc]
+            scalar = scalars.get(key)
+            if scalar is not None:
+                if value is not None:
+                    setattr(message, scalar[0], scalar[1](value))
+                continue
+            entry = others.get(key)
+            if entry is not None and value is not None:
+                entry.setter(message, entry.attr, value, entry.arg, depth)
         except _Invalid as exc:
             exc.path.append(f".{key}")
             raise
@@ -131,6 +129,20 @@ def _fill(message: Message, obj: Any, table: _Table, depth: int) -> None:
             invalid = _Invalid(str(exc) or type(exc).__name__)
             invalid.path.append(f".{key}")
             raise invalid from None
+
+
+def _check_one_of(obj: dict[str, Any], table: _Table) -> None:
+    """Refuse two members of one oneof, as protobuf's parser does (``null`` is no member)."""
+    chosen: dict[str, str] = {}
+    for key, value in obj.items():
+        oneof = table.oneofs.get(key)
+        if oneof is not None and value is not None:
+            if oneof in chosen:
+                invalid = _Invalid(f"only one of its {oneof} fields may be set "
+                                   f"({chosen[oneof]} is set too)")
+                invalid.path.append(f".{key}")
+                raise invalid
+            chosen[oneof] = key
 
 
 def _set_message(message: Message, attr: str, value: Any, table: _Table, depth: int) -> None:
@@ -343,35 +355,32 @@ def _build_tables(root: Descriptor) -> dict[str, _Table]:
         if descriptor.full_name not in descriptors:
             descriptors[descriptor.full_name] = descriptor
             pending += [fd.message_type for fd in descriptor.fields if fd.message_type]
-    tables = {name: _Table(has_oneof=any(fd.containing_oneof for fd in descriptor.fields))
-              for name, descriptor in descriptors.items()}
+    tables = {name: _Table() for name in descriptors}
     for name, table in tables.items():
         for fd in descriptors[name].fields:
-            entry = _field_entry(fd, tables)
-            table.fields[fd.json_name] = table.fields[fd.name] = entry
+            spellings = (fd.json_name, fd.name)
+            if fd.message_type is None and not fd.is_repeated:
+                table.scalars.update(dict.fromkeys(spellings, (fd.name, _converter(fd))))
+            else:
+                table.fields.update(dict.fromkeys(spellings, _field_entry(fd, tables)))
+            if fd.containing_oneof is not None:
+                table.oneofs.update(dict.fromkeys(spellings, fd.containing_oneof.name))
+        table.has_oneof = bool(table.oneofs)
     return tables
 
 
 def _field_entry(fd: FieldDescriptor, tables: dict[str, _Table]) -> _Field:
-    oneof = fd.containing_oneof.name if fd.containing_oneof is not None else None
-    if fd.message_type is not None:
-        if fd.message_type.GetOptions().map_entry:
-            raise TypeError(f"{fd.full_name}: map fields are not part of OTLP traces")
-        table = tables[fd.message_type.full_name]
-        if not fd.is_repeated:
-            return _Field(fd.name, None, _set_message, table, oneof)
-        key_values = fd.message_type.full_name == KeyValue.DESCRIPTOR.full_name
-        return _Field(fd.name, None, _add_key_values if key_values else _add_messages,
-                      table, oneof)
-    if fd.is_repeated:
-        return _Field(fd.name, None, _add_scalars, _converter(fd), oneof)
-    return _Field(fd.name, _converter(fd), None, None, oneof)
+    if fd.message_type is None:
+        return _Field(fd.name, _add_scalars, _converter(fd))
+    if fd.message_type.GetOptions().map_entry:
+        raise TypeError(f"{fd.full_name}: map fields are not part of OTLP traces")
+    table = tables[fd.message_type.full_name]
+    if not fd.is_repeated:
+        return _Field(fd.name, _set_message, table)
+    key_values = fd.message_type.full_name == KeyValue.DESCRIPTOR.full_name
+    return _Field(fd.name, _add_key_values if key_values else _add_messages, table)
 
 
 _TABLES = _build_tables(ExportTraceServiceRequest.DESCRIPTOR)
-_DIRECT_VALUES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    key: (entry.attr, entry.convert)
-    for key, entry in _TABLES[AnyValue.DESCRIPTOR.full_name].fields.items()
-    if entry.convert is not None
-}
+_DIRECT_VALUES = _TABLES[AnyValue.DESCRIPTOR.full_name].scalars
 """AnyValue's scalar kinds under both spellings: JSON key → (attribute, conversion)."""
