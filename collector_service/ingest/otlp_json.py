@@ -25,33 +25,23 @@ nest at most :data:`MAX_MESSAGE_DEPTH` deep, as protobuf's parsers allow.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector_service.errors import DecodeError
+from collector_service.ingest.json_values import Invalid, converter, describe
 
 MAX_MESSAGE_DEPTH = 100
 """Nested messages accepted, counting the request itself: protobuf's own parsers (binary
 and ``ParseDict``) stop at the same depth, so both encodings of a request decode alike."""
 
-_HEX_ID_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
-_MIN_INT64 = -(2**63)
-
-
-class _Invalid(Exception):
-    """A value that does not fit its field; ``path`` is filled in while the walk unwinds."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.path: list[str] = []
 
 
 def decode_otlp_json(payload: bytes) -> ExportTraceServiceRequest:
@@ -66,7 +56,7 @@ def decode_otlp_json(payload: bytes) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     try:
         _fill(request, document, _TABLES[ExportTraceServiceRequest.DESCRIPTOR.full_name], 1)
-    except _Invalid as exc:
+    except Invalid as exc:
         where = "".join(reversed(exc.path)).lstrip(".") or "the document"
         raise DecodeError(f"body is not an OTLP/JSON ExportTraceServiceRequest: "
                           f"at {where}: {exc}") from None
@@ -106,9 +96,9 @@ class _Table:
 def _fill(message: Message, obj: Any, table: _Table, depth: int) -> None:
     """Store every known key of the JSON object ``obj`` into ``message``."""
     if type(obj) is not dict:
-        raise _Invalid(f"expected a JSON object, not {_kind(obj)}")
+        raise Invalid(f"expected a JSON object, not {describe(obj)}")
     if depth > MAX_MESSAGE_DEPTH:
-        raise _Invalid(f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels")
+        raise Invalid(f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels")
     if table.has_oneof:
         _check_one_of(obj, table)
     scalars, others = table.scalars, table.fields
@@ -122,11 +112,11 @@ def _fill(message: Message, obj: Any, table: _Table, depth: int) -> None:
             entry = others.get(key)
             if entry is not None and value is not None:
                 entry.setter(message, entry.attr, value, entry.arg, depth)
-        except _Invalid as exc:
+        except Invalid as exc:
             exc.path.append(f".{key}")
             raise
         except (ValueError, TypeError) as exc:  # out of range for the field
-            invalid = _Invalid(str(exc) or type(exc).__name__)
+            invalid = Invalid(str(exc) or type(exc).__name__)
             invalid.path.append(f".{key}")
             raise invalid from None
 
@@ -138,7 +128,7 @@ def _check_one_of(obj: dict[str, Any], table: _Table) -> None:
         oneof = table.oneofs.get(key)
         if oneof is not None and value is not None:
             if oneof in chosen:
-                invalid = _Invalid(f"only one of its {oneof} fields may be set "
+                invalid = Invalid(f"only one of its {oneof} fields may be set "
                                    f"({chosen[oneof]} is set too)")
                 invalid.path.append(f".{key}")
                 raise invalid
@@ -153,14 +143,14 @@ def _set_message(message: Message, attr: str, value: Any, table: _Table, depth: 
 
 def _add_messages(message: Message, attr: str, value: Any, table: _Table, depth: int) -> None:
     if type(value) is not list:
-        raise _Invalid(f"expected a JSON array, not {_kind(value)}")
+        raise Invalid(f"expected a JSON array, not {describe(value)}")
     add = getattr(message, attr).add
     for index, item in enumerate(value):
         try:
             if item is None:
-                raise _Invalid("null is not allowed in an array")
+                raise Invalid("null is not allowed in an array")
             _fill(add(), item, table, depth + 1)
-        except _Invalid as exc:
+        except Invalid as exc:
             exc.path.append(f"[{index}]")
             raise
 
@@ -190,13 +180,13 @@ def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
                     try:
                         setattr(pair.value, direct[0], direct[1](scalar))
                         continue
-                    except (_Invalid, ValueError, TypeError):
+                    except (Invalid, ValueError, TypeError):
                         del items[-1]  # refused: the generic walk below says exactly why
         try:
             if item is None:
-                raise _Invalid("null is not allowed in an array")
+                raise Invalid("null is not allowed in an array")
             _fill(add(), item, table, depth + 1)
-        except _Invalid as exc:
+        except Invalid as exc:
             exc.path.append(f"[{index}]")
             raise
 
@@ -204,147 +194,19 @@ def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
 def _add_scalars(message: Message, attr: str, value: Any,
                  convert: Callable[[Any], Any], depth: int) -> None:
     if type(value) is not list:
-        raise _Invalid(f"expected a JSON array, not {_kind(value)}")
+        raise Invalid(f"expected a JSON array, not {describe(value)}")
     items = getattr(message, attr)
     for index, item in enumerate(value):
         try:
             if item is None:
-                raise _Invalid("null is not allowed in an array")
+                raise Invalid("null is not allowed in an array")
             items.append(convert(item))
-        except _Invalid as exc:
+        except Invalid as exc:
             exc.path.append(f"[{index}]")
             raise
 
 
-# --- scalar conversions ------------------------------------------------------------------
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if type(value) is bool:
-        return "a boolean"
-    if type(value) is dict:
-        return "an object"
-    if type(value) is list:
-        return "an array"
-    return "a string" if type(value) is str else "a number"
-
-
-def _string(value: Any) -> str:
-    if type(value) is not str:
-        raise _Invalid(f"expected a string, not {_kind(value)}")
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if type(value) is not bool:
-        raise _Invalid(f"expected true or false, not {_kind(value)}")
-    return value
-
-
-def _integer(value: Any) -> int:
-    """An integer from a number or a decimal string (the range is checked on assignment)."""
-    kind = type(value)
-    if kind is int:
-        return value  # type: ignore[no-any-return]
-    if kind is str:
-        if " " not in value:
-            try:
-                return int(value)
-            except ValueError:
-                number = _float_or_none(value)
-                if number is not None and number.is_integer() and number > _MIN_INT64:
-                    return int(number)
-        raise _Invalid(f"expected an integer, not {value[:40]!r}")
-    if kind is float:
-        # orjson turns integers beyond 64 bits into floats: refuse those rather than round.
-        if value.is_integer() and _MIN_INT64 < value < 2.0**64:
-            return int(value)
-        raise _Invalid(f"expected an integer, not {value!r}")
-    raise _Invalid(f"expected an integer, not {_kind(value)}")
-
-
-def _float_or_none(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _double(value: Any) -> float:
-    kind = type(value)
-    if kind is float or kind is int:
-        return float(value)
-    if kind is str:  # "NaN", "Infinity", "-Infinity", and decimal text, as protobuf reads
-        number = _float_or_none(value) if value != "nan" else None
-        if number is not None:
-            return number
-        raise _Invalid(f"expected a number, not {value[:40]!r}")
-    raise _Invalid(f"expected a number, not {_kind(value)}")
-
-
-def _hex_id(value: Any) -> bytes:
-    if type(value) is not str:
-        raise _Invalid(f"expected a hex string, not {_kind(value)}")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise _Invalid(f"{value[:40]!r} is not a hex string") from None
-
-
-def _base64(value: Any) -> bytes:
-    if type(value) is not str:
-        raise _Invalid(f"expected a base64 string, not {_kind(value)}")
-    encoded = value.encode()
-    try:
-        return base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
-    except ValueError:
-        raise _Invalid(f"{value[:40]!r} is not base64") from None
-
-
-def _enum(enum_type: EnumDescriptor) -> Callable[[Any], int]:
-    by_name: dict[str, int] = {name: value.number
-                               for name, value in enum_type.values_by_name.items()}
-
-    def convert(value: Any) -> int:
-        kind = type(value)
-        if kind is int:
-            return value  # type: ignore[no-any-return]
-        if kind is str:
-            number = by_name.get(value)
-            if number is not None:
-                return number
-            if value.lstrip("-").isdigit():
-                return int(value)
-            raise _Invalid(f"{value[:40]!r} is not a {enum_type.name} value")
-        raise _Invalid(f"expected a {enum_type.name} number or name, not {_kind(value)}")
-
-    return convert
-
-
 # --- tables, built once from the descriptors ---------------------------------------------
-
-_INTEGER_TYPES = frozenset({
-    FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
-    FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
-    FieldDescriptor.TYPE_SFIXED64,
-})
-_SCALARS: dict[int, Callable[[Any], Any]] = {
-    **dict.fromkeys(_INTEGER_TYPES, _integer),
-    FieldDescriptor.TYPE_DOUBLE: _double, FieldDescriptor.TYPE_FLOAT: _double,
-    FieldDescriptor.TYPE_BOOL: _boolean, FieldDescriptor.TYPE_STRING: _string,
-}
-
-
-def _converter(descriptor: FieldDescriptor) -> Callable[[Any], Any]:
-    if descriptor.type == FieldDescriptor.TYPE_BYTES:
-        return _hex_id if descriptor.name in _HEX_ID_FIELDS else _base64
-    if descriptor.type == FieldDescriptor.TYPE_ENUM:
-        return _enum(descriptor.enum_type)
-    return _SCALARS[descriptor.type]
-
 
 def _build_tables(root: Descriptor) -> dict[str, _Table]:
     """A table for ``root`` and every message type it reaches (AnyValue is recursive)."""
@@ -360,7 +222,7 @@ def _build_tables(root: Descriptor) -> dict[str, _Table]:
         for fd in descriptors[name].fields:
             spellings = (fd.json_name, fd.name)
             if fd.message_type is None and not fd.is_repeated:
-                table.scalars.update(dict.fromkeys(spellings, (fd.name, _converter(fd))))
+                table.scalars.update(dict.fromkeys(spellings, (fd.name, converter(fd))))
             else:
                 table.fields.update(dict.fromkeys(spellings, _field_entry(fd, tables)))
             if fd.containing_oneof is not None:
@@ -371,7 +233,7 @@ def _build_tables(root: Descriptor) -> dict[str, _Table]:
 
 def _field_entry(fd: FieldDescriptor, tables: dict[str, _Table]) -> _Field:
     if fd.message_type is None:
-        return _Field(fd.name, _add_scalars, _converter(fd))
+        return _Field(fd.name, _add_scalars, converter(fd))
     if fd.message_type.GetOptions().map_entry:
         raise TypeError(f"{fd.full_name}: map fields are not part of OTLP traces")
     table = tables[fd.message_type.full_name]
