@@ -27,6 +27,11 @@ class Invalid(Exception):
         self.path: list[str] = []
 
 
+class UnknownName(Exception):
+    """An enum name this version does not know: the field is ignored, like an unknown
+    field (protobuf's parser does the same when told to ignore unknown fields)."""
+
+
 def converter(descriptor: FieldDescriptor) -> Callable[[Any], Any]:
     """The conversion for a scalar field: JSON value → the value to assign."""
     if descriptor.type == FieldDescriptor.TYPE_BYTES:
@@ -133,9 +138,10 @@ def _enum(enum_type: EnumDescriptor) -> Callable[[Any], int]:
             number = by_name.get(value)
             if number is not None:
                 return number
-            if value.lstrip("-").isdigit():
+            try:
                 return int(value)
-            raise Invalid(f"{value[:40]!r} is not a {enum_type.name} value")
+            except ValueError:
+                raise UnknownName(value) from None
         raise Invalid(f"expected a {enum_type.name} number or name, not {describe(value)}")
 
     return convert

@@ -12,7 +12,8 @@ The rules are the OTLP/JSON encoding's (the proto3 JSON mapping with OTLP's chan
 * ``traceId``, ``spanId`` and ``parentSpanId`` are hex strings, any case; other bytes
   fields are base64 (standard or URL-safe alphabet, padding optional);
 * 64-bit integers are decimal strings or numbers; an integral float is an integer;
-* enums are integers, or (as protobuf's own parser allows) their names;
+* enums are integers, or (as protobuf's own parser allows) their names; a name this
+  version does not know leaves the field unset, as an unknown field would be;
 * doubles are numbers or the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
 * keys are lowerCamelCase or the original snake_case names, like protobuf's parser;
 * unknown keys are ignored and ``null`` means absent, as for protobuf's parser.
@@ -36,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector_service.errors import DecodeError
-from collector_service.ingest.json_values import Invalid, converter, describe
+from collector_service.ingest.json_values import Invalid, UnknownName, converter, describe
 
 MAX_MESSAGE_DEPTH = 100
 """Nested messages accepted, counting the request itself: protobuf's own parsers (binary
@@ -112,6 +113,8 @@ def _fill(message: Message, obj: Any, table: _Table, depth: int) -> None:
             entry = others.get(key)
             if entry is not None and value is not None:
                 entry.setter(message, entry.attr, value, entry.arg, depth)
+        except UnknownName:
+            continue
         except Invalid as exc:
             exc.path.append(f".{key}")
             raise
@@ -201,6 +204,8 @@ def _add_scalars(message: Message, attr: str, value: Any,
             if item is None:
                 raise Invalid("null is not allowed in an array")
             items.append(convert(item))
+        except UnknownName:
+            continue
         except Invalid as exc:
             exc.path.append(f"[{index}]")
             raise

@@ -58,9 +58,10 @@ def otlp_document(request: ExportTraceServiceRequest, *, snake_case: bool = Fals
     return _walk(document, respell)  # type: ignore[no-any-return]
 
 
-def wire(request: ExportTraceServiceRequest) -> bytes:
-    """Comparable form: ``==`` on messages holding NaN doubles is never true."""
-    return bytes(request.SerializeToString(deterministic=True))
+def wire(request: ExportTraceServiceRequest) -> str:
+    """Comparable form: ``==`` on messages holding NaN doubles is never true, and JSON keeps
+    no NaN's sign or payload; every other value (-0.0 too) is told apart."""
+    return json.dumps(json_format.MessageToDict(request), sort_keys=True)
 
 
 def parse_dict_oracle(body: bytes) -> ExportTraceServiceRequest:
@@ -228,8 +229,10 @@ def test_enums_as_numbers_or_names(kind: Any, status: Any) -> None:
     assert (span.kind, span.status.code, span.status.message) == (2, 2, "m")
 
 
-def test_unknown_enum_numbers_are_kept_as_proto3_does() -> None:
+def test_unknown_enum_numbers_are_kept_and_unknown_names_ignored() -> None:
     assert first_span(spec_example(kind=9)).kind == 9
+    span = first_span(spec_example(kind="SPAN_KIND_FUTURE", status={"code": "STATUS_CODE_X"}))
+    assert (span.kind, span.HasField("status"), span.status.code) == (0, True, 0)
 
 
 def test_snake_case_names_are_accepted_like_protobufs_parser_does() -> None:
@@ -295,7 +298,6 @@ SPAN_PATH = "resourceSpans[0].scopeSpans[0].spans[0]"
     ({"traceId": "zz"}, f"{SPAN_PATH}.traceId: 'zz' is not a hex string"),
     ({"traceId": 12}, f"{SPAN_PATH}.traceId: expected a hex string, not a number"),
     ({"name": 5}, f"{SPAN_PATH}.name: expected a string"),
-    ({"kind": "SERVER"}, f"{SPAN_PATH}.kind: 'SERVER' is not a SpanKind value"),
     ({"kind": 2**40}, f"{SPAN_PATH}.kind"),
     ({"startTimeUnixNano": "-1"}, f"{SPAN_PATH}.startTimeUnixNano"),
     ({"startTimeUnixNano": "1.5"}, f"{SPAN_PATH}.startTimeUnixNano: expected an integer"),
