@@ -58,7 +58,7 @@ def otlp_document(request: ExportTraceServiceRequest, *, snake_case: bool = Fals
     return _walk(document, respell)  # type: ignore[no-any-return]
 
 
-def wire(request: ExportTraceServiceRequest) -> str:
+def comparable(request: ExportTraceServiceRequest) -> str:
     """Comparable form: ``==`` on messages holding NaN doubles is never true, and JSON keeps
     no NaN's sign or payload; every other value (-0.0 too) is told apart."""
     return json.dumps(json_format.MessageToDict(request), sort_keys=True)
@@ -95,8 +95,8 @@ def test_every_spelling_of_a_request_decodes_to_the_request(
     document = otlp_document(request, snake_case=snake_case, enum_numbers=enum_numbers,
                              upper_hex=upper_hex, int64_numbers=int64_numbers)
     decoded = decode_json(json.dumps(document).encode())
-    assert wire(decoded) == wire(request)
-    assert wire(decoded) == wire(parse_dict_oracle(json.dumps(document).encode()))
+    assert comparable(decoded) == comparable(request)
+    assert comparable(decoded) == comparable(parse_dict_oracle(json.dumps(document).encode()))
 
 
 # --- never more lenient than protobuf's parser, never different --------------------------
@@ -164,7 +164,7 @@ def test_decoder_agrees_with_protobufs_parser(document: Any) -> None:
         decoded = None
     if decoded is not None:
         assert expected is not None, "accepted what protobuf's parser refuses"
-        assert wire(decoded) == wire(expected)
+        assert comparable(decoded) == comparable(expected)
     elif expected is not None:
         assert _stricter_by_design(document, ExportTraceServiceRequest.DESCRIPTOR), document
 
@@ -205,7 +205,7 @@ def attribute(value: dict[str, Any]) -> Any:
 
 def test_the_specifications_example() -> None:
     request = decode_json(json.dumps(spec_example()).encode())
-    assert wire(request) == wire(parse_dict_oracle(json.dumps(spec_example()).encode()))
+    assert comparable(request) == comparable(parse_dict_oracle(json.dumps(spec_example()).encode()))
     span = request.resource_spans[0].scope_spans[0].spans[0]
     assert span.trace_id.hex() == TRACE_HEX.lower()
     assert span.parent_span_id.hex() == "eee19b7ec3c1b173"
@@ -363,7 +363,7 @@ def test_nesting_is_bounded_exactly_where_protobufs_parser_bounds_it(levels: int
         accepted = False
     assert accepted == (levels <= MAX_MESSAGE_DEPTH)
     if accepted:
-        assert wire(decode_json(body)) == wire(parse_dict_oracle(body))
+        assert comparable(decode_json(body)) == comparable(parse_dict_oracle(body))
     else:
         with pytest.raises(DecodeError, match=f"nested deeper than {MAX_MESSAGE_DEPTH}"):
             decode_json(body)
