@@ -77,7 +77,7 @@ from collector_service.ingest.decode import decode_json
 from collector_service.server import CollectorThread
 
 DEFAULT_SPANS = 20_000
-DEFAULT_REPEAT = 3
+DEFAULT_REPEAT = 5
 SENDERS = 4
 EXPORT_TIMEOUT_S = 120.0
 ENV_DATABASE_URL = "XRAY_BENCH_DATABASE_URL"
