@@ -1,7 +1,7 @@
 """Decode an OTLP/JSON trace export request without protobuf's reflection-based JSON parser.
 
-``json_format.ParseDict`` looks up and converts every field through Python-level
-descriptor reflection, which made it most of the cost of the OTLP/HTTP JSON path. Here
+Protobuf's ``json_format.ParseDict`` looks up and converts every field through
+Python-level descriptor reflection, several times the cost of mapping a span. Here
 orjson parses the body, and a walker that knows the OTLP trace schema fills the
 protobuf messages in place (``add()`` and attribute assignment, which run in C). The
 per-message field tables are built once, at import, from the installed protobuf
@@ -18,10 +18,12 @@ The rules are the OTLP/JSON encoding's (the proto3 JSON mapping with OTLP's chan
 * keys are lowerCamelCase or the original snake_case names, like protobuf's parser;
 * unknown keys are ignored and ``null`` means absent, as for protobuf's parser.
 
-It refuses a little more than ``ParseDict`` does, never less safely: JSON that is not
-strict RFC 8259 (``NaN`` literals, lone surrogates, numbers that overflow a double), a
-non-object where a message belongs, ``true``/``false`` where a number belongs. Messages
-nest at most :data:`MAX_MESSAGE_DEPTH` deep, as protobuf's parsers allow.
+It refuses a little more than ``ParseDict`` does, and nothing it accepts decodes
+differently: JSON that is not strict UTF-8 RFC 8259, even in unknown fields (``NaN``
+literals, lone surrogates, numbers that overflow a double); a string or array where a
+message belongs (``ParseDict`` iterates it as if it were an object's keys); ``true`` or
+``false`` where a number belongs; a float as an enum. Messages nest at most
+:data:`MAX_MESSAGE_DEPTH` deep, as protobuf's parsers allow.
 """
 
 from __future__ import annotations
