@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector_service.errors import DecodeError
-from collector_service.ingest.decode import decode_json
+from collector_service.ingest.decode import decode_json, decode_protobuf
 from collector_service.ingest.otlp_json import MAX_MESSAGE_DEPTH
 from tests.otlp_strategies import FOUND_BY_FUZZING, ci_settings, requests
 
@@ -363,7 +363,10 @@ def test_nesting_is_bounded_exactly_where_protobufs_parser_bounds_it(levels: int
         accepted = False
     assert accepted == (levels <= MAX_MESSAGE_DEPTH)
     if accepted:
-        assert comparable(decode_json(body)) == comparable(parse_dict_oracle(body))
+        decoded = decode_json(body)
+        assert comparable(decoded) == comparable(parse_dict_oracle(body))
+        # what the spool keeps of an accepted request (binary protobuf) replays
+        assert decode_protobuf(decoded.SerializeToString()) == decoded
     else:
         with pytest.raises(DecodeError, match=f"nested deeper than {MAX_MESSAGE_DEPTH}"):
             decode_json(body)
