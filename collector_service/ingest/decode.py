@@ -1,17 +1,15 @@
 """Decode OTLP trace export requests, and X-Ray event batches, from protobuf or JSON bytes.
 
-OTLP/JSON differs from protobuf's canonical JSON in one way that matters here: trace
-and span ids are hex strings, not base64. They are converted before parsing. Unknown
-fields are ignored, as the OTLP specification requires of receivers.
+OTLP/JSON (hex trace and span ids, unknown fields ignored) is decoded by
+:mod:`collector_service.ingest.otlp_json`, which fills the protobuf messages directly;
+event batches, rarer and small, use protobuf's own JSON parser.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import zlib
-from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -21,13 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collector_service.errors import DecodeError
+from collector_service.ingest.otlp_json import decode_otlp_json
 from collector_service.ingest.proto.xray.v1.events_pb2 import EventBatch, EventBatchResponse
-
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
-_MAX_JSON_DEPTH = 300
-"""Deep enough for every request protobuf accepts (100 nested messages, each at most three
-JSON levels: an AnyValue array is ``{"arrayValue": {"values": [...]}}``), so both forms
-of a request decode alike; ``ParseDict`` refuses deeper messages itself."""
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -62,19 +55,7 @@ def decode_protobuf(payload: bytes) -> ExportTraceServiceRequest:
 
 def decode_json(payload: bytes) -> ExportTraceServiceRequest:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest`` (hex ids, int64 as strings)."""
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise DecodeError(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise DecodeError("body must be a JSON object with a resourceSpans array")
-    try:
-        _hex_ids_to_base64(document, depth=0)
-        request = ExportTraceServiceRequest()
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-        return request
-    except (json_format.ParseError, RecursionError, TypeError, ValueError) as exc:
-        raise DecodeError(f"body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+    return decode_otlp_json(payload)
 
 
 def decode_events(payload: bytes, as_json: bool) -> EventBatch:
@@ -101,29 +82,6 @@ def encode_events_response(response: EventBatchResponse, as_json: bool) -> bytes
     if as_json:
         return str(json_format.MessageToJson(response, indent=None)).encode()
     return bytes(response.SerializeToString())
-
-
-def _hex_ids_to_base64(node: Any, depth: int) -> None:
-    if depth > _MAX_JSON_DEPTH:
-        raise DecodeError(f"JSON nested deeper than {_MAX_JSON_DEPTH} levels")
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                node[key] = _hex_to_base64(key, value)
-            elif isinstance(value, dict | list):
-                _hex_ids_to_base64(value, depth + 1)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict | list):
-                _hex_ids_to_base64(item, depth + 1)
-
-
-def _hex_to_base64(key: str, value: str) -> str:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError as exc:
-        raise DecodeError(f"{key} {value!r} is not a hex string") from exc
-    return base64.b64encode(raw).decode("ascii")
 
 
 def encode_response(response: ExportTraceServiceResponse, as_json: bool) -> bytes:
