@@ -209,8 +209,12 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
             async with cur.copy(_QUERIES["copy_steps"]) as copy:
                 for step in steps:
                     await copy.write_row(_step_values(step))
-            await cur.execute(_QUERIES["insert_steps"])
+            # After upsert_runs: its row locks make the two statements below safe
+            # against concurrent batches of the same runs (see ingest.sql).
+            await cur.execute(_QUERIES["complete_running_steps"])
             inserted = max(cur.rowcount, 0)
+            await cur.execute(_QUERIES["insert_steps"])
+            inserted += max(cur.rowcount, 0)
         completed = [run.run_id for run in runs if run.from_run_span]
         if completed:
             await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": completed})

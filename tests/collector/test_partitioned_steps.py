@@ -1,0 +1,176 @@
+"""Migration 0007: xray_steps partitioned by day, keys that fit Citus, nothing else changed.
+
+A database built by migrations 0001-0006 with rows in it is moved by 0007; everything an
+analyst can see (rows, columns, views, comments, indexes, constraints, privileges) must be
+what it was, except the unique keys, which gain run_id (and started_at on xray_steps).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from collector_service.store.migrate import apply_migrations, load_migrations
+from tests.fix_db import DatabaseFactory
+
+TABLES = ("xray_runs", "xray_steps", "xray_artifacts")
+VIEWS = ("xray_step_funnel", "xray_reject_reasons", "xray_run_summary")
+DAY1 = datetime(2025, 3, 1, 22, 30, tzinfo=UTC)
+
+
+def migrations_up_to(version: str, folder: Path) -> Path:
+    for migration in load_migrations():
+        if migration.version <= version:
+            (folder / migration.name).write_text(migration.sql)
+    return folder
+
+
+def fill(conn: psycopg.Connection) -> None:
+    """Steps on three UTC days (one just before midnight), a running one, an artifact."""
+    conn.execute(
+        "INSERT INTO xray_runs (run_id, trace_id, status, started_at, ended_at)"
+        " VALUES ('r1', 't1', 'ok', %s, %s)", (DAY1, DAY1 + timedelta(days=2)))
+    for i, at in enumerate([DAY1, DAY1 + timedelta(hours=1), DAY1 + timedelta(days=2)]):
+        conn.execute(
+            "INSERT INTO xray_steps (run_id, seq, step_name, step_type, status, started_at,"
+            " ended_at, trace_id, span_id, candidates_in, candidates_out, why_json)"
+            " VALUES ('r1', %s, 'f', 'filter', 'ok', %s, %s, 't1', %s, 100, 3,"
+            " '{\"top_reject_reasons\": {\"x\": 4}}')",
+            (i + 1, at, at + timedelta(seconds=1), f"s{i}"))
+    conn.execute(
+        "INSERT INTO xray_steps (run_id, step_name, step_type, status, started_at, trace_id,"
+        " span_id) VALUES ('r1', 'slow', 'llm', 'running', %s, 't1', 'sr')",
+        (DAY1 + timedelta(minutes=5),))
+    conn.execute(
+        "INSERT INTO xray_artifacts (artifact_id, trace_id, span_id, run_id, attribute,"
+        " size_bytes, content_type, storage) VALUES"
+        " ('a1', 't1', 's0', 'r1', 'xray.artifact.page', 5, 'text/plain', 'local')")
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, Any]:
+    """What analysts and the collector depend on, in comparable form."""
+    one = conn.execute
+    return {
+        "views": one("SELECT viewname, definition FROM pg_views WHERE viewname = ANY(%s)"
+                     " ORDER BY 1", (list(VIEWS),)).fetchall(),
+        "comments": one(
+            "SELECT c.relname, d.objsubid, d.description FROM pg_description d"
+            " JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass"
+            " WHERE c.relname = ANY(%s) ORDER BY 1, 2", (list(TABLES + VIEWS),)).fetchall(),
+        "columns": one(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default,"
+            " generation_expression FROM information_schema.columns"
+            " WHERE table_name = ANY(%s) ORDER BY table_name, ordinal_position",
+            (list(TABLES + VIEWS),)).fetchall(),
+        "checks": one(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+            " FROM pg_constraint WHERE conrelid = ANY(%s::regclass[]) AND contype = 'c'"
+            " ORDER BY 1, 2", (list(TABLES),)).fetchall(),
+        "indexes": sorted((table, name, re.sub(r" ON (ONLY )?", " ON ", definition))
+                          for table, name, definition in one(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes"
+            " WHERE tablename = ANY(%s)", (list(TABLES),)).fetchall()),
+        "grants": one(
+            "SELECT table_name, grantee, privilege_type FROM information_schema.table_privileges"
+            " WHERE table_name = ANY(%s) ORDER BY 1, 2, 3", (list(TABLES + VIEWS),)).fetchall(),
+        "steps": one("SELECT * FROM xray_steps ORDER BY span_id").fetchall(),
+        "funnel": one("SELECT * FROM xray_step_funnel ORDER BY run_id, position").fetchall(),
+        "reasons": one("SELECT * FROM xray_reject_reasons ORDER BY position").fetchall(),
+        "summary": one("SELECT * FROM xray_run_summary").fetchall(),
+    }
+
+
+KEY_CHANGES = {
+    "xray_steps_span_key": ("UNIQUE CONSTRAINT", "(trace_id, span_id)",
+                            "(run_id, trace_id, span_id, started_at)"),
+}
+
+
+def test_0007_moves_an_existing_database_and_changes_only_the_keys(
+        databases: DatabaseFactory, tmp_path: Path) -> None:
+    url = databases.create()
+    apply_migrations(url, migrations_up_to("0006", tmp_path))
+    with psycopg.connect(url, autocommit=True) as conn:
+        fill(conn)
+        before = snapshot(conn)
+    applied = apply_migrations(url)
+    assert applied[0] == "0007_partitioned_steps.sql"
+    with psycopg.connect(url, autocommit=True) as conn:
+        after = snapshot(conn)
+        partitions = conn.execute(
+            "SELECT c.relname, count(s.*) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid"
+            " LEFT JOIN xray_steps s ON s.tableoid = c.oid"
+            " WHERE i.inhparent = 'xray_steps'::regclass GROUP BY 1").fetchall()
+    # Views: same definitions, same rows; data unchanged.
+    for key in ("views", "columns", "checks", "grants", "steps", "funnel", "reasons",
+                "summary"):
+        assert after[key] == before[key], key
+    # Comments: the tables' own text changed (they name the keys); nothing else.
+    changed = {(rel, sub) for rel, sub, text in set(after["comments"]) ^ set(before["comments"])}
+    assert changed == {("xray_steps", 0), ("xray_artifacts", 0), ("xray_steps", 20)}
+    # Indexes: the same names and definitions, except the keys (and the artifacts' run_id
+    # index, which the new primary key makes redundant).
+    old = {name: d for _, name, d in before["indexes"]}
+    new = {name: d for _, name, d in after["indexes"]}
+    assert set(old) - set(new) == {"xray_artifacts_run_idx"}
+    assert set(new) == set(old) - {"xray_artifacts_run_idx"}
+    differing = {name for name in new if new[name] != old[name]}
+    assert differing == {"xray_steps_span_key", "xray_artifacts_pkey"}
+    assert "(run_id, trace_id, span_id, started_at)" in new["xray_steps_span_key"]
+    assert "(run_id, trace_id, span_id, attribute)" in new["xray_artifacts_pkey"]
+    # One partition per day that has rows (DAY1 is 2025-03-01 UTC; +2 days is 03-03; the
+    # day in between has no rows and gets none), the days ahead, an empty DEFAULT.
+    counts = dict(partitions)
+    assert counts["xray_steps_p20250301"] == 3 and counts["xray_steps_p20250303"] == 1
+    assert "xray_steps_p20250302" not in counts
+    assert counts["xray_steps_default"] == 0
+    today = datetime.now(UTC).date()
+    for offset in range(-1, 8):
+        assert f"xray_steps_p{(today + timedelta(days=offset)):%Y%m%d}" in counts
+
+
+def _unique_keys(conn: psycopg.Connection) -> list[tuple[str, str, list[str]]]:
+    rows = conn.execute(
+        "SELECT t.relname, i.relname,"
+        " array_agg(a.attname ORDER BY a.attnum)"
+        " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_class t ON t.oid = x.indrelid"
+        " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(x.indkey)"
+        " WHERE x.indisunique AND t.relname = ANY(%s) GROUP BY 1, 2",
+        (list(TABLES),)).fetchall()
+    return [(table, index, list(columns)) for table, index, columns in rows]
+
+
+def test_every_unique_key_fits_citus_and_partitioning(db: psycopg.Connection) -> None:
+    """Citus (not installable here) requires each unique index and primary key of a table
+    distributed by run_id to contain run_id; PostgreSQL requires each unique index of a
+    partitioned table to contain its partition key."""
+    keys = _unique_keys(db)
+    assert {table for table, _, _ in keys} == set(TABLES)
+    assert [index for _, index, columns in keys if "run_id" not in columns] == []
+    steps = [columns for table, _, columns in keys if table == "xray_steps"]
+    assert steps and all("started_at" in columns for columns in steps)
+    partitioned = db.execute(
+        "SELECT pg_get_partkeydef('xray_steps'::regclass)").fetchone()
+    assert partitioned == ("RANGE (started_at)",)
+
+
+@pytest.mark.parametrize("conflict", ["replay", "other run"])
+def test_the_unique_key_refuses_only_true_duplicates(db: psycopg.Connection,
+                                                     conflict: str) -> None:
+    insert = ("INSERT INTO xray_steps (run_id, step_name, step_type, status, started_at,"
+              " ended_at, trace_id, span_id) VALUES (%s, 'f', 'filter', 'ok', %s, %s, 't', 's')")
+    now = datetime.now(UTC)
+    db.execute(insert, ("r1", now, now))
+    if conflict == "replay":
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, ("r1", now, now))
+    else:  # the same span ids under another run are another step
+        db.execute(insert, ("r2", now, now))
+        assert db.execute("SELECT count(*) FROM xray_steps").fetchone() == (2,)
