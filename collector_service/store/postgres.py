@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector_service.errors import StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
+from collector_service.store.partitions import create_step_partitions
 from collector_service.store.queries import load
 from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
 from collector_service.store.tokens import ManagedTokens, read_managed_tokens
@@ -136,6 +138,11 @@ class PostgresStore:
         """The tokens managed with ``xray tokens``: active hashes, revoked count."""
         async with self._connection() as conn:
             return await read_managed_tokens(conn)
+
+    async def create_step_partitions(self, first_day: date, last_day: date) -> list[str]:
+        """Create the missing day partitions of ``xray_steps`` (see ``store.partitions``)."""
+        async with self._connection() as conn:
+            return await create_step_partitions(conn, first_day, last_day)
 
     async def artifact_info(self, key: str) -> ArtifactInfo | None:
         """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""
