@@ -7,16 +7,26 @@ what it was, except the unique keys, which gain run_id (and started_at on xray_s
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from google.protobuf import json_format
 
+from collector_service.ingest.events import map_events
+from collector_service.ingest.mapping import map_request
+from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
 from collector_service.store.migrate import apply_migrations, load_migrations
+from collector_service.store.postgres import PostgresStore
+from collector_service.store.rows import MappedBatch
 from tests.fix_db import DatabaseFactory
+from tests.otlp_builders import new_trace_id, request, span
+from xray_otel import conventions as c
 
 TABLES = ("xray_runs", "xray_steps", "xray_artifacts")
 VIEWS = ("xray_step_funnel", "xray_reject_reasons", "xray_run_summary")
@@ -174,3 +184,65 @@ def test_the_unique_key_refuses_only_true_duplicates(db: psycopg.Connection,
     else:  # the same span ids under another run are another step
         db.execute(insert, ("r2", now, now))
         assert db.execute("SELECT count(*) FROM xray_steps").fetchone() == (2,)
+
+
+# --- the write path under the new key ------------------------------------------------------
+
+async def _write_all(url: str, batches: Sequence[MappedBatch], at_once: bool) -> list[int]:
+    """Write each batch through its own store: one after another, or all at once."""
+    stores = [PostgresStore(url, max_size=1) for _ in batches]
+    for store in stores:
+        await store.open()
+    try:
+        writes = [store.write(b.runs, b.steps) for store, b in zip(stores, batches, strict=True)]
+        if at_once:
+            results = await asyncio.gather(*writes)
+        else:
+            results = [await w for w in writes]
+        return [r.steps_inserted for r in results]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def _events(*events: dict[str, Any]) -> MappedBatch:
+    return map_events(json_format.ParseDict({"serviceName": "s", "events": list(events)},
+                                            pb.EventBatch()), datetime.now(UTC))
+
+
+def test_an_end_without_start_time_completes_a_start_of_the_day_before(
+        db: psycopg.Connection, migrated_url: str) -> None:
+    """The end's stand-in start time (its end time) falls in another partition than the
+    running row's real one; the step is still one row, and a replayed end changes nothing."""
+    start = {"stepStart": {"runId": "r", "stepId": "1", "name": "slow", "type": "llm",
+                           "time": "2026-01-01T23:59:59Z"}}
+    end = {"stepEnd": {"runId": "r", "stepId": "1", "time": "2026-01-02T00:00:03Z",
+                       "candidatesIn": 10, "candidatesOut": 1}}
+    db.execute("SELECT xray_create_step_partitions('2026-01-01', '2026-01-02')")
+    counts = asyncio.run(_write_all(migrated_url, [_events(start), _events(end),
+                                                   _events(end)], at_once=False))
+    assert counts == [1, 1, 0]
+    rows = db.execute("SELECT tableoid::regclass::text, status, started_at, ended_at,"
+                      " candidates_in FROM xray_steps").fetchall()
+    assert rows == [("xray_steps_p20260101", "ok", datetime(2026, 1, 1, 23, 59, 59, tzinfo=UTC),
+                     datetime(2026, 1, 2, 0, 0, 3, tzinfo=UTC), 10)]
+    db.execute("DROP TABLE xray_steps_p20260101, xray_steps_p20260102")
+
+
+def test_the_same_steps_sent_to_several_collectors_at_once_are_stored_once(
+        db: psycopg.Connection, migrated_url: str) -> None:
+    """Ends without times take their receive time as start time, so copies received by
+    different collectors differ in started_at and the unique key cannot catch them.
+    Concurrent batches of one run serialise on its xray_runs row instead: the later one
+    sees the earlier one's steps."""
+    ends = [{"stepEnd": {"runId": "shared", "stepId": str(i), "type": "rank"}}
+            for i in range(50)]
+    received = datetime.now(UTC)
+    for _ in range(3):
+        db.execute("TRUNCATE xray_steps, xray_runs")
+        copies = [map_events(json_format.ParseDict({"events": ends}, pb.EventBatch()),
+                             received + timedelta(milliseconds=n)) for n in range(4)]
+        assert len({b.steps[0].started_at for b in copies}) == 4
+        counts = asyncio.run(_write_all(migrated_url, copies, at_once=True))
+        assert sorted(counts) == [0, 0, 0, 50]
+        assert db.execute("SELECT count(*) FROM xray_steps").fetchone() == (50,)
