@@ -19,14 +19,11 @@ import pytest
 from google.protobuf import json_format
 
 from collector_service.ingest.events import map_events
-from collector_service.ingest.mapping import map_request
 from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
 from collector_service.store.migrate import apply_migrations, load_migrations
 from collector_service.store.postgres import PostgresStore
 from collector_service.store.rows import MappedBatch
 from tests.fix_db import DatabaseFactory
-from tests.otlp_builders import new_trace_id, request, span
-from xray_otel import conventions as c
 
 TABLES = ("xray_runs", "xray_steps", "xray_artifacts")
 VIEWS = ("xray_step_funnel", "xray_reject_reasons", "xray_run_summary")
