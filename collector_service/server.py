@@ -36,6 +36,7 @@ from collector_service.receive.tls import ServerTLS, load_server_tls
 from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
+from collector_service.store.partitions import keep_partitions_ahead
 from collector_service.store.postgres import PostgresStore
 from collector_service.store.spool import Spool
 from collector_service.telemetry.metrics import CollectorMetrics
@@ -74,6 +75,7 @@ class Collector:
         self._offloader: ArtifactOffloader | None = None
         self._spool: Spool | None = None
         self._replayer: asyncio.Task[None] | None = None
+        self._partitions: asyncio.Task[None] | None = None
         self._forwarder: Forwarder | None = None
         self._auth: TokenAuthenticator | None = None
         self._ui: web.AppRunner | None = None
@@ -118,6 +120,8 @@ class Collector:
                                     timeout_s=config.db_timeout,
                                     on_availability=self._availability_changed)
         await self._store.open()
+        self._partitions = asyncio.create_task(
+            keep_partitions_ahead(self._store.create_step_partitions), name="xray-partitions")
         self.metrics.db_up.set(1)
         self.metrics.watch_pool(self._store.connections_in_use)
         self._auth = TokenAuthenticator(config.auth_tokens, self.metrics.registry,
@@ -251,9 +255,10 @@ class Collector:
 
     async def _close(self) -> None:
         """Background work, the pool, the spool and the embedded database, in that order."""
-        if self._replayer is not None:
-            self._replayer.cancel()
-            await asyncio.gather(self._replayer, return_exceptions=True)
+        for task in (self._replayer, self._partitions):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._forwarder is not None:
             await self._forwarder.stop(_CLOSE_MARGIN_S)
         if self._auth is not None:

@@ -1,15 +1,18 @@
-"""``xray artifact get`` and ``xray prune``: fetch evidence, and drop old runs with theirs."""
+"""``xray artifact get``, ``xray retention`` and ``xray prune``: fetch evidence, and
+remove old runs with theirs (by whole days, or row by row)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector_service.cli import db as cli_db
 from collector_service.cli.ids import resolve_artifact_id
@@ -23,6 +26,9 @@ from collector_service.store.artifacts import (
     verified,
 )
 from collector_service.store.queries import load
+
+if TYPE_CHECKING:
+    from collector_service.store.retention import RetentionResult
 
 _QUERIES = load("retention.sql")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -128,3 +134,56 @@ def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def cmd_retention(args: argparse.Namespace, config: CollectorConfig) -> int:
+    """Drop the day partitions older than ``--older-than``, the runs that ended before it,
+    and the artifacts only they used."""
+    from collector_service.store.retention import RetentionLocked, apply_retention
+
+    age = parse_age(args.older_than, "--older-than")
+    grace_s = parse_age(args.artifact_grace, "--artifact-grace").total_seconds()
+    try:
+        with cli_db.connect(config) as conn:
+            result = apply_retention(conn, age, args.dry_run)
+    except RetentionLocked as exc:
+        raise XRayError(f"{exc}: other queries kept xray_steps locked; nothing was removed, "
+                        "try again") from None
+    deleted = 0
+    if not args.dry_run:
+        store = build_artifact_store(config)
+        deleted = sum(store.delete_if_idle(key, grace_s) for key in result.unreferenced_artifacts)
+    kept = 0 if args.dry_run else len(result.unreferenced_artifacts) - deleted
+    if args.json:
+        print(json.dumps({
+            "cutoff": result.cutoff.isoformat(), "dry_run": args.dry_run,
+            "partitions": list(result.partitions),
+            "partition_steps_estimate": result.partition_steps_estimate,
+            "runs": result.runs, "default_steps": result.default_steps,
+            "steps_kept_in_default": result.steps_kept,
+            "artifacts": len(result.unreferenced_artifacts) if args.dry_run else deleted,
+            "artifacts_kept_within_grace": kept}, indent=2))
+        return 0
+    print(_retention_summary(result, args.dry_run, deleted, kept))
+    return 0
+
+
+def _retention_summary(result: RetentionResult, dry_run: bool, deleted: int, kept: int) -> str:
+    """One line: the cutoff, then what went (or would go), then what was kept and why."""
+    parts = result.partitions
+    days = (f"{_plural(len(parts), 'day partition')} ({parts[0][-8:]}..{parts[-1][-8:]}, "
+            f"about {result.partition_steps_estimate} steps)" if parts
+            else "0 day partitions")
+    artifacts = len(result.unreferenced_artifacts) if dry_run else deleted
+    line = (f"cutoff {result.cutoff.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+            + ("would drop " if dry_run else "dropped ") + days
+            + (", would delete " if dry_run else ", deleted ")
+            + f"{_plural(result.runs, 'run')}, "
+            + f"{_plural(result.default_steps, 'step')} from xray_steps_default and "
+            + f"{_plural(artifacts, 'artifact')}")
+    if result.steps_kept:
+        line += (f"; {_plural(result.steps_kept, 'older step')} of runs that end after the "
+                 "cutoff " + ("would move" if dry_run else "moved") + " to xray_steps_default")
+    if kept:
+        line += f"; kept {_plural(kept, 'artifact')} written within --artifact-grace"
+    return line

@@ -165,7 +165,21 @@ def _add_artifact_commands(commands: Any) -> None:
     get.set_defaults(run=_lazy(artifacts, "cmd_artifact_get"))
     _add_settings(get, DB_SETTINGS + STORE_SETTINGS)
 
-    prune = commands.add_parser("prune", help="delete old runs and artifacts nothing uses")
+    retention = commands.add_parser(
+        "retention", help="drop whole days of old steps, old runs and artifacts nothing uses")
+    retention.add_argument("--older-than", required=True, metavar="AGE",
+                           help="drop the days and runs older than this age, e.g. 30d, "
+                                "rounded down to a UTC midnight (required)")
+    retention.add_argument("--artifact-grace", default="1h", metavar="AGE",
+                           help="keep artifacts written within this age (default: 1h)")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="count what would go, remove nothing")
+    retention.add_argument("--json", action="store_true", help="print one JSON document")
+    retention.set_defaults(run=_lazy(artifacts, "cmd_retention"))
+    _add_settings(retention, DB_SETTINGS + STORE_SETTINGS)
+
+    prune = commands.add_parser("prune", help="delete old runs and artifacts row by row "
+                                              "(small databases; see retention)")
     prune.add_argument("--older-than", required=True, metavar="AGE",
                        help="delete runs older than this age, e.g. 30d or 12h (required)")
     prune.add_argument("--artifact-grace", default="1h", metavar="AGE",

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector_service.errors import StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
+from collector_service.store.partitions import create_step_partitions
 from collector_service.store.queries import load
 from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
 from collector_service.store.tokens import ManagedTokens, read_managed_tokens
@@ -137,6 +139,11 @@ class PostgresStore:
         async with self._connection() as conn:
             return await read_managed_tokens(conn)
 
+    async def create_step_partitions(self, first_day: date, last_day: date) -> list[str]:
+        """Create the missing day partitions of ``xray_steps`` (see ``store.partitions``)."""
+        async with self._connection() as conn:
+            return await create_step_partitions(conn, first_day, last_day)
+
     async def artifact_info(self, key: str) -> ArtifactInfo | None:
         """What any row says of artifact ``key`` (a stored copy beats a summary), or None."""
         async with self._connection() as conn:
@@ -209,8 +216,12 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
             async with cur.copy(_QUERIES["copy_steps"]) as copy:
                 for step in steps:
                     await copy.write_row(_step_values(step))
-            await cur.execute(_QUERIES["insert_steps"])
+            # After upsert_runs: its row locks make the two statements below safe
+            # against concurrent batches of the same runs (see ingest.sql).
+            await cur.execute(_QUERIES["complete_running_steps"])
             inserted = max(cur.rowcount, 0)
+            await cur.execute(_QUERIES["insert_steps"])
+            inserted += max(cur.rowcount, 0)
         completed = [run.run_id for run in runs if run.from_run_span]
         if completed:
             await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": completed})

@@ -80,44 +80,79 @@ DELETE FROM xray_steps_incoming
 -- name: copy_steps
 COPY xray_steps_incoming FROM STDIN
 
--- name: insert_steps
--- A step without its own pipeline takes its run's. A replayed span changes nothing.
+-- name: complete_running_steps
 -- Event producers send a step's start and end apart: a 'running' row (start only) is
 -- completed by its end, keeping the start's own values (name, type, seq, start time,
--- input, parent); a start arriving after its end, or a replay, changes nothing. One
--- row per key (a completed one first) so a batch never touches a row twice.
-INSERT INTO xray_steps AS t (
+-- input, parent). Matched on (run_id, trace_id, span_id), not on the unique key: an end
+-- without a start time carries a stand-in start time that differs from the row's.
+-- started_at never changes here, so the row stays in its partition.
+UPDATE xray_steps AS t SET
+    seq = COALESCE(t.seq, s.seq),
+    pipeline = COALESCE(t.pipeline, s.pipeline, s.run_pipeline),
+    input = COALESCE(t.input, s.input::jsonb),
+    parent_span_id = COALESCE(t.parent_span_id, s.parent_span_id),
+    candidates_in = s.candidates_in,
+    candidates_out = s.candidates_out,
+    why = s.why,
+    why_json = s.why_json::jsonb,
+    output = s.output::jsonb,
+    metrics = s.metrics::jsonb,
+    status = s.status,
+    error = s.error,
+    ended_at = GREATEST(s.ended_at, t.started_at),
+    attributes = t.attributes || s.attributes::jsonb,
+    -- The end's own warnings; one about a missing start time is moot: the start's is kept.
+    ingest_warnings = NULLIF(COALESCE(t.ingest_warnings, '[]'::jsonb) || COALESCE(
+        (SELECT jsonb_agg(w) FROM jsonb_array_elements(s.ingest_warnings::jsonb) AS w
+         WHERE w->>'attribute' <> 'start_time'), '[]'::jsonb), '[]'::jsonb)
+FROM (
+    SELECT DISTINCT ON (i.run_id, i.trace_id, i.span_id) i.*, r.pipeline AS run_pipeline
+    FROM xray_steps_incoming i
+    LEFT JOIN xray_runs r ON r.run_id = i.run_id
+    WHERE i.status <> 'running'
+    ORDER BY i.run_id, i.trace_id, i.span_id
+) AS s
+WHERE t.status = 'running'
+  AND t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id
+
+-- name: insert_steps
+-- A step without its own pipeline takes its run's. One row per (run_id, trace_id,
+-- span_id), whatever its start time: a replayed span, a start arriving after its end, or
+-- an end that complete_running_steps just used, changes nothing. One row per key (a
+-- completed one first) so a batch never inserts a step twice.
+-- Concurrency: NOT EXISTS alone would let two transactions insert the same step at once.
+-- They cannot: every batch first upserts the xray_runs rows of its steps (upsert_runs),
+-- which locks each of those rows, in run_id order, until commit (ON CONFLICT DO UPDATE
+-- locks the conflicting row even when its WHERE is false). So batches touching one run
+-- take turns, and the later one sees the earlier one's rows. ON CONFLICT DO NOTHING is the
+-- last guard for the unique key itself.
+-- The steps already stored for the batch's runs are read once per run, not probed once
+-- per step: without started_at a probe cannot be pruned to one partition, and a batch
+-- holds several steps of each run. (OFFSET 0 keeps this an index probe per run: the
+-- staging table has no statistics, and the planner would otherwise scan xray_steps.)
+WITH stored AS MATERIALIZED (
+    SELECT t.run_id, t.trace_id, t.span_id
+    FROM (SELECT DISTINCT run_id FROM xray_steps_incoming) AS b
+    CROSS JOIN LATERAL (
+        SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
+        WHERE x.run_id = b.run_id OFFSET 0) AS t
+)
+INSERT INTO xray_steps (
     run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
     why, why_json, input, output, metrics, status, error, started_at, ended_at,
     trace_id, span_id, parent_span_id, attributes, ingest_warnings)
-SELECT DISTINCT ON (s.trace_id, s.span_id)
+SELECT DISTINCT ON (s.run_id, s.trace_id, s.span_id)
        s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
        s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
        s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
        s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
 FROM xray_steps_incoming s
 LEFT JOIN xray_runs r ON r.run_id = s.run_id
-ORDER BY s.trace_id, s.span_id, s.status = 'running'
-ON CONFLICT (trace_id, span_id) DO UPDATE SET
-    seq = COALESCE(t.seq, EXCLUDED.seq),
-    pipeline = COALESCE(t.pipeline, EXCLUDED.pipeline),
-    input = COALESCE(t.input, EXCLUDED.input),
-    parent_span_id = COALESCE(t.parent_span_id, EXCLUDED.parent_span_id),
-    candidates_in = EXCLUDED.candidates_in,
-    candidates_out = EXCLUDED.candidates_out,
-    why = EXCLUDED.why,
-    why_json = EXCLUDED.why_json,
-    output = EXCLUDED.output,
-    metrics = EXCLUDED.metrics,
-    status = EXCLUDED.status,
-    error = EXCLUDED.error,
-    ended_at = GREATEST(EXCLUDED.ended_at, t.started_at),
-    attributes = t.attributes || EXCLUDED.attributes,
-    -- The end's own warnings; one about a missing start time is moot: the start's is kept.
-    ingest_warnings = NULLIF(COALESCE(t.ingest_warnings, '[]'::jsonb) || COALESCE(
-        (SELECT jsonb_agg(w) FROM jsonb_array_elements(EXCLUDED.ingest_warnings) AS w
-         WHERE w->>'attribute' <> 'start_time'), '[]'::jsonb), '[]'::jsonb)
-WHERE t.status = 'running' AND EXCLUDED.status <> 'running'
+WHERE NOT EXISTS (
+    SELECT FROM stored t
+    WHERE t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id)
+ORDER BY s.run_id, s.trace_id, s.span_id, s.status = 'running'
+ON CONFLICT DO NOTHING
 
 -- name: backfill_step_pipelines
 -- Steps that arrived before their run span learn the pipeline when it comes.
@@ -138,7 +173,7 @@ SELECT * FROM unnest(
     %(attribute)s::text[], %(size_bytes)s::bigint[], %(content_type)s::text[],
     %(storage)s::text[], %(location)s::text[], %(preview)s::text[],
     %(downgraded)s::boolean[], %(downgrade_reason)s::text[])
-ON CONFLICT (trace_id, span_id, attribute) DO NOTHING
+ON CONFLICT (run_id, trace_id, span_id, attribute) DO NOTHING
 
 -- name: artifact_info
 SELECT artifact_id, size_bytes, content_type, NOT downgraded, downgrade_reason, preview

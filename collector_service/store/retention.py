@@ -1,0 +1,99 @@
+"""Retention by whole days: drop ``xray_steps``' old day partitions, delete old runs.
+
+Dropping a partition takes the same time whatever it holds, so old steps go in seconds;
+runs (not partitioned: see ``retention.sql``), the rows of ``xray_steps_default`` and
+artifact references are deleted row by row, and they are far fewer. Everything happens in
+one transaction, with the table locks taken last and bounded by a lock timeout, so ingest
+waits at most that long.
+
+A run is kept or deleted whole: a run that started before the cutoff and ended after it
+keeps its older steps, which move to ``xray_steps_default`` when their day is dropped and
+go with the run once it is old itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from collector_service.store.partitions import day_partitions
+from collector_service.store.queries import load
+
+_QUERIES = load("retention.sql")
+LOCK_TIMEOUT_MS = 10_000
+"""Longest wait for the table locks that dropping partitions takes."""
+
+
+class RetentionLocked(Exception):
+    """``xray_steps`` stayed locked by other queries longer than the lock timeout."""
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """What retention removed (or, for a dry run, would remove)."""
+
+    cutoff: datetime
+    partitions: tuple[str, ...]
+    partition_steps_estimate: int
+    runs: int
+    default_steps: int
+    steps_kept: int
+    unreferenced_artifacts: tuple[str, ...] = field(default=())
+
+
+def apply_retention(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
+                    lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> RetentionResult:
+    """Remove everything older than the UTC midnight at or before now - ``older_than``;
+    a dry run does the same and rolls back. Returns what went and the artifact ids that
+    no reference names any more (their payloads are the caller's to delete, after this
+    returns: a payload is deleted only once its last reference is committed gone)."""
+    try:
+        with conn.transaction(force_rollback=dry_run):
+            return _apply(conn, older_than, dry_run, lock_timeout_ms)
+    except psycopg.errors.LockNotAvailable as exc:
+        raise RetentionLocked(str(exc)) from exc
+
+
+def _apply(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
+           lock_timeout_ms: int) -> RetentionResult:
+    row = conn.execute(_QUERIES["cutoff"], {"older_than": older_than}).fetchone()
+    assert row is not None
+    cutoff: datetime = row[0]
+    params = {"cutoff": cutoff}
+    old = [p.name for p in day_partitions(conn) if p.end <= cutoff]
+    conn.execute(_QUERIES["keep_table"])
+    runs = conn.execute(_QUERIES["delete_old_runs"], params).rowcount
+    default_steps = conn.execute(_QUERIES["delete_default_steps"]).rowcount
+    freed = {r[0] for r in conn.execute(_QUERIES["delete_old_artifacts"]).fetchall()}
+    unreferenced = [r[0] for r in conn.execute(
+        _QUERIES["unreferenced"], {"artifact_ids": sorted(freed)}).fetchall()]
+    estimate = conn.execute(_QUERIES["estimated_rows"], {"partitions": old}).fetchone()
+    kept = 0
+    if old:
+        if not dry_run:  # locked before the copy: no write can change a kept step after it
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{int(lock_timeout_ms)}ms")))
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(map(sql.Identifier, old))))
+        kept = conn.execute(_QUERIES["copy_straddling_steps"], params).rowcount
+        if not dry_run:
+            _drop(conn, old)
+    return RetentionResult(cutoff, tuple(old), int(estimate[0]) if estimate else 0,
+                           max(runs, 0), max(default_steps, 0), kept,
+                           tuple(unreferenced))
+
+
+def _drop(conn: psycopg.Connection[Any], partitions: list[str]) -> None:
+    """Detach and drop the partitions, then write the kept steps back."""
+    for name in partitions:
+        conn.execute(sql.SQL("ALTER TABLE xray_steps DETACH PARTITION {}").format(
+            sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    columns = sql.SQL(", ").join(
+        sql.Identifier(r[0]) for r in conn.execute(_QUERIES["step_columns"]).fetchall())
+    conn.execute(sql.SQL("INSERT INTO xray_steps ({}) SELECT {} FROM xray_retention_kept")
+                 .format(columns, columns))
