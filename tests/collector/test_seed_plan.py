@@ -134,38 +134,33 @@ def test_the_index_of_0001_needed_a_sort(steps_db: psycopg.Connection) -> None:
     assert sorts_of_table_rows(plan)
 
 
-def steps_params(min_drop: float | None, limit: int = 50) -> dict[str, Any]:
-    return {"step_type": "filter", "min_drop": min_drop, "pipeline": None, "name": None,
+def steps_params(min_drop: float | None, limit: int = 50,
+                 step_type: str = "filter") -> dict[str, Any]:
+    return {"step_type": step_type, "min_drop": min_drop, "pipeline": None, "name": None,
             "limit": limit}
 
 
-def test_xray_steps_with_a_bound_reads_the_index_in_order(
-        steps_db: psycopg.Connection) -> None:
-    plan = plan_of(steps_db, STEPS_QUERY, steps_params(0.9))
+@pytest.mark.parametrize(("step_type", "min_drop"), [("filter", 0.9), ("filter", None),
+                                                     ("llm", None)])
+def test_xray_steps_reads_the_index_in_order(steps_db: psycopg.Connection, step_type: str,
+                                             min_drop: float | None) -> None:
+    """Steps with a drop ratio and (without a bound) steps without one are each read in
+    order from the index up to the limit; only those rows are sorted together."""
+    plan = plan_of(steps_db, STEPS_QUERY, steps_params(min_drop, step_type=step_type))
     assert sorts_of_table_rows(plan) == [], plan
-    assert scans(plan) == [("Index Scan", INDEX)], plan
+    expected = 1 if min_drop is not None else 2
+    assert scans(plan) == [("Index Scan", INDEX)] * expected, plan
 
 
-def test_xray_steps_without_a_bound_reads_the_ratios_in_order(
-        steps_db: psycopg.Connection) -> None:
-    """The steps with a drop ratio come from the index in order; those without one (the
-    second half) are sorted by start time, as the index of 0001 also had to."""
-    plan = plan_of(steps_db, STEPS_QUERY, steps_params(None))
-    append = next(n for n in nodes(plan) if n["Node Type"] == "Append")
-    with_ratio, without_ratio = append["Plans"]
-    assert sorts_of_table_rows(with_ratio, sorting=True) == [], plan
-    assert scans(with_ratio) == [("Index Scan", INDEX)], plan
-    assert len(scans(without_ratio)) == 1
-
-
-@pytest.mark.parametrize(("min_drop", "limit"), [(0.9, 50), (None, 50), (0.5, 40_000),
-                                                 (None, 40_000)])
+@pytest.mark.parametrize(("step_type", "min_drop", "limit"), [
+    ("filter", 0.9, 50), ("filter", None, 50), ("filter", 0.5, 40_000),
+    ("filter", None, 40_000), ("llm", None, 50)])
 def test_xray_steps_rows_are_those_of_the_plain_query(steps_db: psycopg.Connection,
-                                                      min_drop: float | None,
+                                                      step_type: str, min_drop: float | None,
                                                       limit: int) -> None:
     """Largest drop ratio first, then newest; steps without a drop ratio last (40,000
-    rows reach past the 36,900 filters that have one)."""
-    params = steps_params(min_drop, limit)
+    rows reach past the 36,900 filters that have one; llm steps have none)."""
+    params = steps_params(min_drop, limit, step_type)
     rows = steps_db.execute(STEPS_QUERY.encode(), params).fetchall()
     expected = steps_db.execute(PLAIN_STEPS_QUERY, params).fetchall()
     assert rows == expected

@@ -40,8 +40,9 @@ ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
 
 -- name: steps
 -- The seed query, with optional filters: largest drop ratio first, steps without one last.
--- Each half is read in order from xray_steps_type_drop_ratio_idx (DESC, NULLS FIRST) and
--- stops at %(limit)s rows; only those (at most twice %(limit)s) are sorted together.
+-- Both halves are read in order from xray_steps_type_drop_ratio_idx (drop_ratio DESC,
+-- NULLS FIRST, then started_at DESC) and stop at %(limit)s rows; only those are sorted.
+-- Among steps without a drop ratio, ordering by it too is what lets the index serve them.
 SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why
 FROM (
     (SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why,
@@ -63,7 +64,7 @@ FROM (
        AND drop_ratio IS NULL
        AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
        AND (%(name)s::text IS NULL OR step_name = %(name)s)
-     ORDER BY started_at DESC
+     ORDER BY drop_ratio DESC, started_at DESC
      LIMIT %(limit)s)
 ) top
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
