@@ -1,11 +1,12 @@
-"""The seed query and ``xray steps`` are read in order from one index, without a sort.
+"""The seed query, ``xray steps`` and the viewer's steps page read one index in order.
 
-A migrated database gets 100,000 generated steps (runs of ten, a third of them filters,
+A migrated database gets 100,000 generated steps (runs of ten, four of them filters,
 about a hundred filters dropping more than 90%), is analysed and vacuumed (so the
 visibility map lets an index-only scan skip the table), and the plans are read with
 ``EXPLAIN (FORMAT JSON)``: the seed query exactly as written must be an index-only scan
-of ``xray_steps_type_drop_ratio_idx`` with no Sort node; ``xray steps``'s query must read
-that index in order and sort at most the rows its LIMITs let through.
+of ``xray_steps_type_drop_ratio_idx`` with no Sort node; ``xray steps``'s query and the
+viewer's steps page must read that index in order and sort at most the rows their LIMITs
+let through, and return what the plain query (one ORDER BY ... NULLS LAST) returns.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
   AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
   AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
   AND (%(name)s::text IS NULL OR step_name = %(name)s)
+ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
+LIMIT %(limit)s
+"""
+UI_STEPS_QUERY = load("ui.sql", "collector_service.ui")["steps"].decode()
+# What the viewer's steps page shows, written plainly.
+PLAIN_UI_STEPS_QUERY = b"""
+SELECT run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+       drop_ratio, why, started_at
+FROM xray_steps
+WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+  AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
+  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+  AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
 LIMIT %(limit)s
 """
@@ -167,3 +182,29 @@ def test_xray_steps_rows_are_those_of_the_plain_query(steps_db: psycopg.Connecti
     assert rows
     if min_drop is None and limit > 36_900:
         assert rows[-1][4] is None and rows[0][4] is not None
+
+
+def ui_params(step_type: str, min_drop: float | None, limit: int) -> dict[str, Any]:
+    return {"step_type": step_type, "min_drop": min_drop, "pipeline": None, "since": None,
+            "until": None, "limit": limit}
+
+
+@pytest.mark.parametrize(("step_type", "min_drop"), [("filter", 0.9), ("filter", None),
+                                                     ("llm", None)])
+def test_the_viewers_steps_page_reads_the_index_in_order(steps_db: psycopg.Connection,
+                                                         step_type: str,
+                                                         min_drop: float | None) -> None:
+    plan = plan_of(steps_db, UI_STEPS_QUERY, ui_params(step_type, min_drop, 51))
+    assert sorts_of_table_rows(plan) == [], plan
+    assert scans(plan) == [("Index Scan", INDEX)] * (1 if min_drop is not None else 2), plan
+
+
+@pytest.mark.parametrize(("step_type", "min_drop", "limit"), [
+    ("filter", 0.9, 51), ("filter", None, 40_000), ("llm", None, 51)])
+def test_the_viewers_steps_are_those_of_the_plain_query(steps_db: psycopg.Connection,
+                                                        step_type: str,
+                                                        min_drop: float | None,
+                                                        limit: int) -> None:
+    params = ui_params(step_type, min_drop, limit)
+    rows = steps_db.execute(UI_STEPS_QUERY.encode(), params).fetchall()
+    assert rows and rows == steps_db.execute(PLAIN_UI_STEPS_QUERY, params).fetchall()
