@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector_service.cli import db as cli_db
-from collector_service.cli.artifacts import parse_age
 from collector_service.cli.ids import resolve_run_id
 from collector_service.cli.tables import Style, as_json, cell, print_records, table
 from collector_service.config import CollectorConfig
@@ -25,6 +24,8 @@ def _since(text: str | None) -> datetime | None:
     """An age (``24h``; ``-24h`` means the same) or an ISO date."""
     if text is None:
         return None
+    from collector_service.cli.artifacts import parse_age  # its store imports cost `show`
+
     try:
         return datetime.now(UTC) - parse_age(text.removeprefix("-"), "--since")
     except XRayError:

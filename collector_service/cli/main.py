@@ -66,7 +66,7 @@ def cmd_migrate(args: argparse.Namespace, config: CollectorConfig) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xray", description=(
         "X-Ray: see which step of a decision pipeline decided what, and why."))
-    parser.add_argument("--version", action="version", version=f"xray {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
 
@@ -238,13 +238,25 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(**kwargs)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (reading the
+    package metadata costs every other command about 10 ms)."""
 
-    try:
-        return version("xray-otel")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default,
+                         help=help or "show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("xray-otel")
+        except PackageNotFoundError:
+            installed = "unknown (not installed)"
+        print(f"xray {installed}")
+        parser.exit()
 
 
 def _lazy(module: str, name: str) -> Command:

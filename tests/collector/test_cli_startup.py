@@ -2,7 +2,8 @@
 
 A taken port is a one-line error naming the port and its setting, exit code 2, never a
 hang; a malformed database URL is a one-line error; an embedded database whose users
-were SIGKILLed stops when its last live user exits.
+were SIGKILLed stops when its last live user exits. Short commands start fast: they
+load neither the server stack nor, for ``--help``, the database driver.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from collector_service.store.embedded import _pgserver_available
@@ -130,3 +132,62 @@ def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     raise AssertionError("the collector never became healthy")
+
+
+# What a short command must not load: the collector's server stack (gRPC, the HTTP
+# framework, the exporters' SDK, S3), which only `xray collector` and `xray ui` need.
+_SERVER_STACK = ("grpc", "aiohttp", "boto3", "botocore", "opentelemetry.sdk",
+                 "collector_service.server", "collector_service.receive",
+                 "collector_service.forward", "collector_service.ingest",
+                 "collector_service.ui")
+_LOADED = """
+import json, sys
+from collector_service.cli.main import main
+try:
+    code = main(sys.argv[2:])
+except SystemExit as exit:
+    code = exit.code
+with open(sys.argv[1], "w") as out:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, out)
+"""
+
+
+def modules_loaded_by(tmp_path: Path, *argv: str, code: int = 0) -> list[str]:
+    """The server-stack modules a fresh interpreter holds after running ``xray ARGV``."""
+    report = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    subprocess.run([sys.executable, "-c", _LOADED, str(report), *argv], cwd=REPO, env=env,
+                   stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=_HANG_S,
+                   check=True)
+    found = json.loads(report.read_text())
+    assert found["code"] == code
+    return [m for m in found["modules"]
+            if any(m == s or m.startswith(s + ".") for s in _SERVER_STACK)]
+
+
+def test_help_loads_neither_the_server_nor_the_database_driver(tmp_path: Path) -> None:
+    loaded = modules_loaded_by(tmp_path, "--help")
+    assert loaded == []
+    everything = json.loads((tmp_path / "modules.json").read_text())["modules"]
+    assert "psycopg" not in everything and "importlib.metadata" not in everything
+
+
+def test_show_steps_and_runs_load_no_server_stack(tmp_path: Path, db: psycopg.Connection,
+                                                  migrated_url: str) -> None:
+    db.execute("INSERT INTO xray_runs (run_id, status, trace_id) VALUES ('r1', 'ok', 't1')")
+    db.execute("INSERT INTO xray_steps (run_id, seq, step_name, step_type, candidates_in,"
+               " candidates_out, status, started_at, ended_at, trace_id, span_id)"
+               " VALUES ('r1', 1, 'f', 'filter', 100, 5, 'ok', now(), now(), 't1', 's1')")
+    assert modules_loaded_by(tmp_path, "show", "r1", "--database-url", migrated_url) == []
+    assert modules_loaded_by(tmp_path, "steps", "--type", "filter", "--database-url",
+                             migrated_url) == []
+    assert modules_loaded_by(tmp_path, "runs", "--since", "1d", "--database-url",
+                             migrated_url) == []
+
+
+def test_the_check_sees_the_server_stack(tmp_path: Path, taken_port: int,
+                                         migrated_url: str) -> None:
+    """The check above can fail: `xray ui` loads the web stack before its port is refused."""
+    loaded = modules_loaded_by(tmp_path, "ui", "--port", str(taken_port), "--database-url",
+                               migrated_url, code=2)
+    assert "aiohttp" in loaded and "collector_service.ui" in loaded

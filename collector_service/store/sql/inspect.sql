@@ -39,13 +39,34 @@ WHERE s.run_id = %(run_id)s
 ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
 
 -- name: steps
--- The seed query, with optional filters.
+-- The seed query, with optional filters: largest drop ratio first, steps without one last.
+-- Both halves are read in order from xray_steps_type_drop_ratio_idx (drop_ratio DESC,
+-- NULLS FIRST, then started_at DESC) and stop at %(limit)s rows; only those are sorted.
+-- Among steps without a drop ratio, ordering by it too is what lets the index serve them.
 SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why
-FROM xray_steps
-WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
-  AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
-  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-  AND (%(name)s::text IS NULL OR step_name = %(name)s)
+FROM (
+    (SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why,
+            started_at
+     FROM xray_steps
+     WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+       AND drop_ratio IS NOT NULL
+       AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
+       AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+       AND (%(name)s::text IS NULL OR step_name = %(name)s)
+     ORDER BY drop_ratio DESC, started_at DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    (SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio, pipeline, why,
+            started_at
+     FROM xray_steps
+     WHERE %(min_drop)s::float8 IS NULL
+       AND (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+       AND drop_ratio IS NULL
+       AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+       AND (%(name)s::text IS NULL OR step_name = %(name)s)
+     ORDER BY drop_ratio DESC, started_at DESC
+     LIMIT %(limit)s)
+) top
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
 LIMIT %(limit)s
 

@@ -91,15 +91,36 @@ ORDER BY storage = 'summary'
 LIMIT 1
 
 -- name: steps
--- The seed query as a form: steps by drop ratio, largest first.
+-- The seed query as a form: steps by drop ratio, largest first, steps without one last.
+-- Both halves are read in order from xray_steps_type_drop_ratio_idx (drop_ratio DESC,
+-- NULLS FIRST, then started_at DESC) and stop at %(limit)s rows; only those are sorted.
 SELECT run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
        drop_ratio, why, started_at
-FROM xray_steps
-WHERE (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
-  AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
-  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-  AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
-  AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
+FROM (
+    (SELECT run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+            drop_ratio, why, started_at
+     FROM xray_steps
+     WHERE drop_ratio IS NOT NULL
+       AND (%(min_drop)s::float8 IS NULL OR drop_ratio > %(min_drop)s)
+       AND (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+       AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+       AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+       AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
+     ORDER BY drop_ratio DESC, started_at DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    (SELECT run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+            drop_ratio, why, started_at
+     FROM xray_steps
+     WHERE drop_ratio IS NULL
+       AND %(min_drop)s::float8 IS NULL
+       AND (%(step_type)s::text IS NULL OR step_type = %(step_type)s)
+       AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+       AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)
+       AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)
+     ORDER BY drop_ratio DESC, started_at DESC
+     LIMIT %(limit)s)
+) top
 ORDER BY drop_ratio DESC NULLS LAST, started_at DESC
 LIMIT %(limit)s
 
