@@ -3,7 +3,8 @@
     python3 benchmarks/seed_query.py [--server-url postgresql://postgres@127.0.0.1:5432/postgres]
                                      [--steps 10000000] [--repeats 30] [--drop]
 
-Builds, once, a database named ``xray_bench_seed_<steps>`` on the server: migrated, then
+Builds, once, a database named ``xray_bench_seed_<steps>`` on the server: migrated, its
+day partitions created for the 30 days the data covers (as collectors create them), then
 ``--steps`` realistic steps generated in SQL (runs of ten steps over 30 days, three
 filters a run, about one filter in 300 dropping more than 90%: some 10,000 rows for the
 seed query), with 0001's index built beside the current one, vacuumed and analysed. A
@@ -12,8 +13,8 @@ later run reuses it when it holds that many steps (``--drop`` drops it at the en
 Then, for each index alone (the other dropped inside a transaction that is rolled back),
 the seed query exactly as written is run ``--repeats`` times and the median and p95
 wall times are printed (client side: the query and fetching its rows), with the plan,
-the index sizes, and the time to insert 100,000 more steps (rolled back) with either
-index or neither (fastest of three).
+the index sizes (summed over the partitions), and the time to insert 100,000 more steps
+(rolled back) with either index or neither (fastest of three).
 """
 
 from __future__ import annotations
@@ -117,11 +118,13 @@ def ensure_database(server_url: str, name: str, url: str, steps: int) -> None:
 
 def is_complete(conn: psycopg.Connection, steps: int) -> bool:
     try:
-        row = conn.execute("SELECT count(*), to_regclass(%s) IS NOT NULL FROM xray_steps",
-                           (BASELINE,)).fetchone()
+        row = conn.execute(
+            "SELECT count(*), to_regclass(%s) IS NOT NULL,"
+            " (SELECT relkind = 'p' FROM pg_class WHERE oid = 'xray_steps'::regclass)"
+            " FROM xray_steps", (BASELINE,)).fetchone()
     except psycopg.errors.UndefinedTable:
         return False
-    return row is not None and row[0] == steps and bool(row[1])
+    return row is not None and row[0] == steps and bool(row[1]) and bool(row[2])
 
 
 def build(conn: psycopg.Connection, steps: int) -> None:
@@ -129,6 +132,7 @@ def build(conn: psycopg.Connection, steps: int) -> None:
     maintaining them row by row), add 0001's index, vacuum and analyse."""
     conn.execute("SET maintenance_work_mem = '512MB'")
     conn.execute("SELECT setseed(0.42)")
+    conn.execute("SELECT xray_create_step_partitions(date '2026-10-01', date '2026-11-01')")
     indexes = conn.execute(
         "SELECT c.relname, pg_get_indexdef(c.oid), con.conname, pg_get_constraintdef(con.oid)"
         " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
@@ -210,8 +214,9 @@ def report(conn: psycopg.Connection, repeats: int) -> None:
             print(plan(conn))
     print("\nindex sizes:")
     for index in (CURRENT, BASELINE):
-        size = conn.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass)),"
-                            " pg_relation_size(%s::regclass)", (index, index)).fetchone()
+        size = conn.execute(
+            "SELECT pg_size_pretty(sum(pg_relation_size(relid))), sum(pg_relation_size(relid))"
+            " FROM pg_partition_tree(%s::regclass)", (index,)).fetchone()
         assert size is not None
         print(f"  {index}: {size[0]} ({size[1] / max(total, 1):.0f} bytes a step)")
     print(f"\ninserting {INSERT_ROWS:,} steps into {total:,} (all other indexes kept, "
