@@ -113,6 +113,9 @@ class CollectorMetrics:
     def as_json(self) -> dict[str, Any]:
         """The ``/stats`` view: totals by name, labelled series as nested objects."""
         view: dict[str, Any] = {}
+        # Combined values come with their labels sorted by name; keep this process's order.
+        order = {family.name: list(family.samples[0].labels) for family in self.registry.collect()
+                 if family.samples} if self._multiprocess_dir is not None else {}
         for family in self._exposed().collect():
             for sample in family.samples:
                 if sample.name.endswith(("_created", "_bucket")):
@@ -122,7 +125,9 @@ class CollectorMetrics:
                     view[name] = _number(sample.value)
                     continue
                 branch = view.setdefault(name, {})
-                label = "/".join(sample.labels.values())
+                known = order.get(family.name, [])
+                keys = [*known, *(key for key in sample.labels if key not in known)]
+                label = "/".join(sample.labels.get(key, "") for key in keys)
                 branch[label] = _number(sample.value)
         return view
 
