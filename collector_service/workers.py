@@ -19,6 +19,7 @@ also watches its parent's pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 
 from collector_service.config import CollectorConfig
-from collector_service.errors import XRayError
+from collector_service.errors import ConfigError, XRayError
 from collector_service.receive.ports import check_ports_free, reserve_ports
 from collector_service.telemetry.logs import configure_logging
 
@@ -139,8 +140,8 @@ class Supervisor:
         process = subprocess.Popen([sys.executable, "-m", "collector_service.workers"],
                                    stdin=subprocess.PIPE, env=env)
         assert process.stdin is not None
-        with process.stdin:
-            process.stdin.write(pickle.dumps((config, os.getpid())))
+        with contextlib.suppress(BrokenPipeError), process.stdin:
+            process.stdin.write(pickle.dumps((config, os.getpid())))  # it died: reaped later
         slot.process, slot.started, slot.restart_at = process, time.monotonic(), None
         logger.info("worker %d started (pid %d)", slot.index, process.pid)
 
@@ -196,9 +197,12 @@ def worker_main() -> int:
         return 0
     try:
         asyncio.run(_serve(config, parent))
-    except XRayError as exc:
+    except ConfigError as exc:  # the supervisor stops: restarting would fail the same way
         print(f"xray: error: {exc}", file=sys.stderr)
         return _CONFIG_ERROR
+    except XRayError as exc:  # e.g. the database is unreachable: restarted with back-off
+        print(f"xray: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0
