@@ -117,7 +117,10 @@ class Supervisor:
             time.sleep(_POLL_S)
         if self._failed:
             return _CONFIG_ERROR
-        clean = all(slot.exit_code in (None, 0) for slot in self._slots)
+        # A worker stopped by the signal before it could install its handlers counts as
+        # stopped cleanly: it had taken no request yet.
+        stopped = (None, 0, -signal.SIGTERM, -signal.SIGINT)
+        clean = all(slot.exit_code in stopped for slot in self._slots)
         logger.info("stopped" if clean else "stopped; a worker did not exit cleanly")
         return 0 if clean else 1
 
@@ -144,6 +147,8 @@ class Supervisor:
             process.stdin.write(pickle.dumps((config, os.getpid())))  # it died: reaped later
         slot.process, slot.started, slot.restart_at = process, time.monotonic(), None
         logger.info("worker %d started (pid %d)", slot.index, process.pid)
+        if self._stopping:  # the stop signal came while it was being started
+            process.send_signal(signal.SIGTERM)
 
     def _reap(self) -> None:
         """Note workers that exited; restart them unless stopping, when their time comes."""

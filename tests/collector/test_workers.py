@@ -48,6 +48,14 @@ def worker_pids(supervisor: int) -> set[int]:
     return pids
 
 
+def listeners(port: int) -> int:
+    """Sockets listening on ``port`` (gRPC may use an IPv6 socket for an IPv4 address)."""
+    lines = [line for table in ("tcp", "tcp6")
+             for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+    return sum(1 for line in lines
+               if (fields := line.split())[3] == "0A" and fields[1].endswith(f":{port:04X}"))
+
+
 def wait_gone(pids: set[int]) -> None:
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
                f"workers {sorted(pids)} gone")
@@ -83,7 +91,8 @@ def url(databases: DatabaseFactory) -> str:
 @pytest.fixture
 def two_workers(url: str, spawn_collector: SpawnCollector) -> Iterator[CollectorProcess]:
     collector = spawn_collector(url, "--workers", "2")
-    wait_until(lambda: len(worker_pids(collector.pid)) == 2, "two workers")
+    wait_until(lambda: listeners(collector.http_port) == listeners(collector.grpc_port) == 2,
+               "two workers listening on both ports")
     yield collector
     pids = worker_pids(collector.pid)
     collector.kill()
