@@ -24,6 +24,7 @@ import ctypes
 import logging
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ _CONFIG_ERROR = 2
 """A worker's exit code for a configuration error: restarting would not help."""
 _PARENT_CHECK_S = 1.0
 _PR_SET_PDEATHSIG = 1
+_METRICS_PREFIX = "xray-metrics-"
 
 
 def run_supervisor(config: CollectorConfig) -> int:
@@ -68,13 +70,29 @@ def run_supervisor(config: CollectorConfig) -> int:
             applied = apply_migrations(url)
             if applied:
                 logger.info("migrations applied: %s", ", ".join(applied))
-            with tempfile.TemporaryDirectory(prefix="xray-metrics-") as metrics_dir:
+            _remove_stale_metrics()
+            with tempfile.TemporaryDirectory(prefix=f"{_METRICS_PREFIX}{os.getpid()}-") \
+                    as metrics_dir:
                 shared = replace(config, database_url=url, metrics_dir=Path(metrics_dir),
                                  spool_max_bytes=config.spool_max_bytes // config.workers)
                 return Supervisor(shared).run()
         finally:
             if embedded is not None:
                 embedded.stop()
+
+
+def _remove_stale_metrics() -> None:
+    """Delete the metrics folders of supervisors that are gone (killed with SIGKILL)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*-*"):
+        owner = folder.name.removeprefix(_METRICS_PREFIX).split("-", 1)[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 @dataclass

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -179,11 +180,16 @@ def test_sigterm_under_load_drains_every_worker_and_exits_0(two_workers: Collect
     assert sorted(stored) == sorted(load.acked)  # each acknowledged span once, nothing else
 
 
-def test_sigkill_of_the_supervisor_leaves_no_worker(two_workers: CollectorProcess) -> None:
+def test_sigkill_of_the_supervisor_leaves_no_worker(two_workers: CollectorProcess, url: str,
+                                                    spawn_collector: SpawnCollector) -> None:
     pids = worker_pids(two_workers.pid)
+    metrics = list(Path(tempfile.gettempdir()).glob(f"xray-metrics-{two_workers.pid}-*"))
+    assert len(metrics) == 1  # where the workers share their metrics
     two_workers.signal(signal.SIGKILL)
     two_workers.wait(EXIT_TIMEOUT_S)
     wait_gone(pids)
+    spawn_collector(url, "--workers", "2", name="next")
+    assert not metrics[0].exists()  # the next supervisor removed the dead one's folder
 
 
 def test_a_killed_worker_is_restarted(two_workers: CollectorProcess, url: str) -> None:
