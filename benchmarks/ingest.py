@@ -37,6 +37,11 @@ Usage::
 
     python benchmarks/ingest.py [--spans N] [--database-url URL] [--repeat R]
     python benchmarks/ingest.py --secure-compare [--spans N] [--repeat R]
+    python benchmarks/ingest.py --workers 1,2 [--spans N] [--repeat R]
+
+With ``--workers`` the collector runs as ``xray collector --workers N`` subprocesses fed
+by sender processes, and the script prints spans/s for each N beside the COPY baseline
+and each worker's peak RSS; see ``ingest_workers.py``.
 
 Each phase runs ``R`` times (default 3), interleaved; the median is reported with the
 range, because one run of a few seconds on a shared machine is noisy.
@@ -396,6 +401,50 @@ def run_phases(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int) -
     return [*grpc_results.values(), copy]
 
 
+def run_workers(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int,
+                counts: Sequence[int]) -> tuple[list[Result], dict[int, Any]]:
+    """``xray collector --workers N`` for each count, and the COPY baseline, interleaved."""
+    from ingest_workers import run_worker_phases
+
+    requests = [r.SerializeToString() for r in build_requests(runs)]
+    rows = copy_rows(runs)
+    warmup = [r.SerializeToString() for r in build_requests(
+        generate_runs(STEPS_PER_RUN * 4 * max(SENDER_COUNTS), SEED + 1))]
+    steps = sum(len(run.steps) for run in runs)
+    timed: dict[int, list[float]] = {n: [] for n in counts}
+    copy = Result("baseline_copy", len(rows), "rows")
+    rss = run_worker_phases(
+        url, data_dir, counts, requests, warmup, repeat, timed,
+        copy_round=lambda: copy.times.append(time_copy(url, rows)),
+        verify=lambda: verify_stored(url, steps, len(runs)))
+    verify_same_rows(url)
+    results = [Result(f"ingest_grpc_workers_{n}", steps + len(runs), "spans", timed[n])
+               for n in counts]
+    return [*results, copy], rss
+
+
+def print_workers_summary(results: Sequence[Result], rss: dict[int, Any]) -> None:
+    by_workers = {int(r.name.rsplit("_", 1)[1]): r for r in results if r.unit == "spans"}
+    one = by_workers.get(1)
+    for n, result in by_workers.items():
+        if one is not None and n > 1:
+            print(f"scaling: {n} workers reach {result.rate / one.rate:.2f}x one worker")
+    for n, (workers, supervisor) in rss.items():
+        peaks = ", ".join(f"{mib:.0f}" for mib in workers)
+        extra = f"; supervisor {supervisor:.0f} MiB" if supervisor is not None else ""
+        print(f"peak RSS under load, --workers {n}: {peaks} MiB per worker{extra}")
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use counts like 1,2") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be at least 1")
+    return counts
+
+
 SECURE_TOKEN = "bench-token-0123456789abcdef"
 
 
@@ -486,6 +535,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                         help=f"rounds of every phase; medians are reported (default "
                              f"{DEFAULT_REPEAT})")
+    parser.add_argument("--workers", type=_worker_counts, metavar="N,M",
+                        help="instead of the in-process collector, time `xray collector "
+                             "--workers N` subprocesses for each count, e.g. 1,2")
     parser.add_argument("--secure-compare", action="store_true",
                         help="time the same load with TLS and a bearer token on beside off, "
                              "instead of the usual phases")
@@ -507,7 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_url, where = stack.enter_context(embedded_server(tmp / "pg")), "embedded"
             url = stack.enter_context(scratch_database(server_url))
             version = server_version(url)
-            if args.secure_compare:
+            if args.workers:
+                results, rss = run_workers(url, tmp / "collector", runs, args.repeat,
+                                           args.workers)
+            elif args.secure_compare:
                 results = run_secure_compare(url, tmp / "collector", runs, args.repeat)
             else:
                 results = run_phases(url, tmp / "collector", runs, args.repeat)
@@ -518,6 +573,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_secure_summary(results, version, where)
     else:
         print_summary(results, runs, version, where)
+    if args.workers:
+        print_workers_summary(results, rss)
     return 0
 
 

@@ -22,6 +22,11 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "xray"
 
 
+def default_workers() -> int:
+    """One worker process per core."""
+    return os.cpu_count() or 1
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -199,6 +204,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(0: no spool, refuse at once)"),
     Setting("ui_port", "XRAY_UI_PORT", _optional_port,
             "also serve the web viewer on this port (unset: no viewer)"),
+    Setting("workers", "XRAY_WORKERS", _positive,
+            "collector processes sharing the ports, each with its own connection pool "
+            "(1: a single process, no supervisor)"),
 )
 
 
@@ -238,6 +246,11 @@ class CollectorConfig:
     spool_dir: Path | None = None
     spool_max_bytes: int = 1024**3
     ui_port: int | None = None
+    workers: int = field(default_factory=default_workers)
+    worker_index: int | None = None
+    """Set by the supervisor in each worker's copy (not a setting): which worker this is."""
+    metrics_dir: Path | None = None
+    """Set by the supervisor (not a setting): where the workers' metrics are shared."""
 
     def __post_init__(self) -> None:
         if self.artifact_store == "s3" and not self.s3_bucket:
@@ -255,7 +268,14 @@ class CollectorConfig:
 
     @property
     def local_spool_dir(self) -> Path:
+        """The spool's root folder; a single process spools here, worker ``i`` below it."""
         return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def own_spool_dir(self) -> Path:
+        """The folder this process spools to (each holds a lock on its own)."""
+        root = self.local_spool_dir
+        return root if self.worker_index is None else root / f"worker-{self.worker_index}"
 
     @property
     def local_artifact_dir(self) -> Path:
@@ -290,6 +310,8 @@ def setting_default(name: str) -> Any:
     """The default of one setting, as ``--help`` shows it."""
     if name == "data_dir":
         return default_data_dir(os.environ)
+    if name == "workers":
+        return default_workers()
     for f in fields(CollectorConfig):
         if f.name == name:
             return None if f.default is MISSING else f.default

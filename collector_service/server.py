@@ -31,14 +31,14 @@ from collector_service.ingest.offload import ArtifactOffloader, OffloadPolicy
 from collector_service.ingest.pipeline import Ingestor
 from collector_service.receive import artifact_http, events_http, otlp_grpc, otlp_http
 from collector_service.receive.auth import TokenAuthenticator
-from collector_service.receive.ports import check_ports_free, port_taken
+from collector_service.receive.ports import check_ports_free, port_taken, shares_ports
 from collector_service.receive.tls import ServerTLS, load_server_tls
 from collector_service.store.artifacts import ArtifactStore, build_artifact_store
 from collector_service.store.embedded import EmbeddedPostgres, resolve_database
 from collector_service.store.migrate import apply_migrations
 from collector_service.store.partitions import keep_partitions_ahead
 from collector_service.store.postgres import PostgresStore
-from collector_service.store.spool import Spool
+from collector_service.store.spool import Spool, orphan_folders
 from collector_service.telemetry.metrics import CollectorMetrics
 from collector_service.ui.serve import start_viewer
 
@@ -65,7 +65,7 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
-        self.metrics = CollectorMetrics()
+        self.metrics = CollectorMetrics(multiprocess_dir=config.metrics_dir)
         self._embedded: EmbeddedPostgres | None = None
         self._store: PostgresStore | None = None
         self._admission: Admission | None = None
@@ -113,7 +113,8 @@ class Collector:
     async def _start_storage(self) -> str:
         config = self.config
         url, self._embedded = await asyncio.to_thread(resolve_database, config)
-        applied = await asyncio.to_thread(apply_migrations, url)
+        # Worker processes: the supervisor applied them once, before starting any.
+        applied = [] if shares_ports(config) else await asyncio.to_thread(apply_migrations, url)
         if applied:
             logger.info("migrations applied: %s", ", ".join(applied))
         self._store = PostgresStore(url, max_size=config.pool_max_size,
@@ -128,8 +129,8 @@ class Collector:
                                         self._store.managed_tokens)
         await self._auth.start(config.host)
         if config.spool_max_bytes > 0:
-            self._spool = Spool(config.local_spool_dir, config.spool_max_bytes,
-                                self.metrics.registry)
+            self._spool = Spool(config.own_spool_dir, config.spool_max_bytes,
+                                self.metrics.registry, adopt_from=orphan_folders(config))
             await asyncio.to_thread(self._spool.open)
         return url
 
@@ -162,7 +163,8 @@ class Collector:
         assert self._admission is not None and self._store is not None
         admission, auth = self._admission, self._auth
         self._grpc, self._health = otlp_grpc.build_server(
-            ingestor.ingest, admission, self.metrics, config.max_request_bytes, auth)
+            ingestor.ingest, admission, self.metrics, config.max_request_bytes, auth,
+            reuse_port=shares_ports(config))
         address = f"{config.host}:{config.grpc_port}"
         try:
             grpc_port = (self._grpc.add_secure_port(address, tls.grpc_credentials()) if tls
@@ -183,7 +185,8 @@ class Collector:
                                    shutdown_timeout=_CLOSE_MARGIN_S)
         await self._http.setup()
         site = web.TCPSite(self._http, config.host, config.http_port,
-                           ssl_context=tls.ssl_context() if tls else None)
+                           ssl_context=tls.ssl_context() if tls else None,
+                           reuse_port=shares_ports(config))
         try:
             await site.start()
         except OSError as exc:

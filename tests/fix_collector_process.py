@@ -36,7 +36,10 @@ class CollectorProcess:
                  env: Mapping[str, str] | None = None) -> None:
         self.database_url = database_url
         self.data_dir = data_dir
-        self.flags = tuple(flags)
+        # One process unless the test asks for workers: tests here signal, kill and measure
+        # that process, and the default (one worker per core) would add a supervisor.
+        self.flags = tuple(flags) if any(f.startswith("--workers") for f in flags) \
+            else ("--workers", "1", *flags)
         self.grpc_port = free_port()
         self.http_port = free_port()
         # Only what the test says: no XRAY_* setting leaks in from the caller's environment.

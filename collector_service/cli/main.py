@@ -43,6 +43,10 @@ def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
     from collector_service.receive.ports import check_ports_free
 
     check_ports_free(config)  # before the server's heavy imports: a taken port fails fast
+    if config.workers > 1:
+        from collector_service.workers import run_supervisor
+
+        return run_supervisor(config)
     from collector_service.server import Collector
 
     asyncio.run(Collector(config).serve_forever())

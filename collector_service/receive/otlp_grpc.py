@@ -38,11 +38,13 @@ the Python exporter and the OpenTelemetry Collector but not by every SDK."""
 
 def build_server(ingest: IngestFn, admission: Admission, metrics: CollectorMetrics,
                  max_message_bytes: int, auth: TokenAuthenticator | None = None,
-                 ) -> tuple[grpc.aio.Server, HealthServicer]:
+                 reuse_port: bool = False) -> tuple[grpc.aio.Server, HealthServicer]:
     """A gRPC server with the Export and Health services, not yet bound or started.
 
     With ``auth``, Export checks the ``authorization`` metadata before anything else;
-    Health stays open for probes.
+    Health stays open for probes. gRPC would share its port with any other process by
+    default; only worker processes (``reuse_port``) do, so a port another program holds
+    gives the "port in use" error.
     """
 
     async def export(payload: bytes,
@@ -67,7 +69,7 @@ def build_server(ingest: IngestFn, admission: Admission, metrics: CollectorMetri
     })
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", max_message_bytes),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", 1 if reuse_port else 0)],
         maximum_concurrent_rpcs=admission.max_requests * CONCURRENT_RPCS_FACTOR)
     server.add_generic_rpc_handlers((handler,))
     health = HealthServicer()

@@ -13,6 +13,11 @@ its start (harmless: writes are idempotent). A process killed mid-append leaves 
 record at the end of its last segment; opening the spool finds it by length and CRC and
 cuts it off with a warning, keeping every record before it. One folder belongs to one
 process at a time, enforced with ``flock`` on ``spool.lock``.
+
+Worker processes each spool to ``<root>/worker-<i>``, a single process to ``<root>``.
+When the number of processes changes, folders nobody owns any more are *adopted*: a
+process opening its spool locks each orphan folder it is given (skipping those another
+process holds), moves their segments into its own folder and replays them with its own.
 """
 
 from __future__ import annotations
@@ -22,12 +27,11 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +39,15 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collector_service.errors import ConfigError, SpoolFull
+from collector_service.store.spool_folders import (
+    LOCK_NAME,
+    SEGMENT_NAME,
+    adopt,
+    fsync_directory,
+    orphan_folders,
+)
 
-__all__ = ["SEGMENT_BYTES", "Handler", "Spool"]
+__all__ = ["SEGMENT_BYTES", "Handler", "Spool", "orphan_folders"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +59,6 @@ Handler = Callable[[str, bytes], Awaitable[None]]
 _HEADER = struct.Struct("<IHI")
 _MAX_KIND_BYTES = 255
 _MAX_PAYLOAD_BYTES = 2**32 - 1
-_SEGMENT_NAME = re.compile(r"spool-(\d{20})\.seg")
-_LOCK_NAME = "spool.lock"
 _EVENTS = ("spooled", "replayed", "refused_full", "corrupt_tail")
 
 
@@ -75,8 +84,9 @@ class Spool:
     """
 
     def __init__(self, directory: Path, max_bytes: int, registry: CollectorRegistry, *,
-                 segment_bytes: int = SEGMENT_BYTES) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, adopt_from: Sequence[Path] = ()) -> None:
         self.directory = directory
+        self._orphans = tuple(adopt_from)
         self.max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -90,7 +100,8 @@ class Spool:
         self._head_done = 0  # offset in the oldest segment up to which records were handled
         self._draining = False
         self._bytes_gauge = Gauge("xray_spool_bytes",
-                                  "Bytes in the outage spool's segment files", registry=registry)
+                                  "Bytes in the outage spool's segment files",
+                                  multiprocess_mode="livesum", registry=registry)
         self._events = Counter("xray_spool_records", "Outage spool records, by event",
                                ["event"], registry=registry)
         for event in _EVENTS:
@@ -111,8 +122,10 @@ class Spool:
         if self._lock_fd is not None:
             raise RuntimeError("the spool is already open")
         self._lock_fd = _lock_folder(self.directory)
+        for orphan in self._orphans:
+            adopt(orphan, self.directory)
         for path in sorted(self.directory.glob("spool-*.seg")):
-            if match := _SEGMENT_NAME.fullmatch(path.name):
+            if match := SEGMENT_NAME.fullmatch(path.name):
                 self._recover(int(match.group(1)), path)
         self._bytes_gauge.set(self._bytes)
         return self
@@ -220,7 +233,7 @@ class Spool:
         self._next_seq += 1
         segment = _Segment(seq, path, 0)
         self._segments.append(segment)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return segment
 
     def _seal(self) -> None:
@@ -288,7 +301,7 @@ def _lock_folder(directory: Path) -> int:
     """Create the folder and hold its lock file; a second holder gets a ConfigError."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise ConfigError(f"XRAY_SPOOL_DIR {directory} cannot be used: {exc}") from exc
     try:
@@ -308,11 +321,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         view = view[os.write(fd, view):]
 
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new segment's name durable, not only its contents."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -35,15 +35,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    """Send the root logger to stderr in ``fmt`` (``text`` or ``json``) at ``level``."""
+def configure_logging(level: str, fmt: str = "text", worker: int | None = None) -> None:
+    """Send the root logger to stderr in ``fmt`` (``text`` or ``json``) at ``level``.
+
+    A worker process's lines carry its index (``[worker 1]``, or ``"worker": 1`` in JSON).
+    """
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
+        text = "%(asctime)s %(levelname)s [worker %(worker)d] %(name)s: %(message)s"
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(text))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class _WorkerTag(logging.Filter):
+    """Adds the worker index to every record the handler writes."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self._worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self._worker
+        return True
 
 
 class RateLimitedLog:
