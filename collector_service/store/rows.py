@@ -7,13 +7,61 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as compact JSON in UTF-8.
+
+    orjson does the common case, several times faster than the standard library; what it
+    refuses (integers past 64 bits, keys that are not strings, lone surrogates) goes to
+    the standard library, so nothing that encoded before fails now. Callers pass values
+    the mapping made JSON-safe: orjson would write NaN as ``null`` where the standard
+    library writes ``NaN``, and neither is what a producer sent.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _COMPACT.encode(value).encode()
+
+
 def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (one shared encoder: ``json.dumps`` with options
-    builds a new encoder on every call, a cost paid per column of every row)."""
-    return _COMPACT.encode(value)
+    """``value`` as compact JSON text (see :func:`json_bytes`)."""
+    return json_bytes(value).decode()
+
+
+class JsonCache:
+    """A row's JSON values, each encoded at most once.
+
+    The artifact plan needs a value's encoded size and, when the value moves to artifact
+    storage, its bytes; the ``COPY`` row needs the same text. Entries are keyed by the
+    value's identity and keep the value alive, so a row rebuilt with another value
+    (``dataclasses.replace``, sharing this cache) never gets stale bytes.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Any, bytes]] = {}
+
+    def encode(self, value: Any) -> bytes:
+        """``json_bytes(value)``, encoded on the first call for this very object."""
+        entry = self._entries.get(id(value))
+        if entry is not None and entry[0] is value:
+            return entry[1]
+        encoded = json_bytes(value)
+        self._entries[id(value)] = (value, encoded)
+        return encoded
+
+    def put(self, value: Any, encoded: bytes) -> None:
+        """Record ``encoded``, which must equal ``json_bytes(value)``, made along the way."""
+        self._entries[id(value)] = (value, encoded)
+
+    def text(self, value: Any) -> str | None:
+        """The JSON text of ``value`` for a ``COPY`` row (``None`` stays SQL NULL)."""
+        return None if value is None else self.encode(value).decode()
 
 
 @dataclass(frozen=True)
@@ -41,7 +89,7 @@ class ArtifactValue:
     """Set when the producer uploaded the artifact itself and sent only its reference."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepRow:
     """One ``xray_steps`` row (``drop_ratio`` and ``duration_ms`` are derived by Postgres)."""
 
@@ -70,9 +118,11 @@ class StepRow:
     attributes: dict[str, Any]
     adjustments: tuple[Adjustment, ...] = ()
     artifacts: tuple[ArtifactValue, ...] = ()
+    encoded: JsonCache = field(default_factory=JsonCache, compare=False, repr=False)
+    """Encoded JSON of this row's values, shared by the artifact plan and the ``COPY`` row."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One ``xray_runs`` row: from the run span (``span_id`` set) or inferred from steps."""
 
@@ -89,6 +139,7 @@ class RunRow:
     attributes: dict[str, Any] = field(default_factory=dict)
     adjustments: tuple[Adjustment, ...] = ()
     version: str | None = None
+    encoded: JsonCache = field(default_factory=JsonCache, compare=False, repr=False)
 
     @property
     def from_run_span(self) -> bool:
