@@ -23,6 +23,8 @@ MAX_RUN_ID_LENGTH = 256
 MAX_LABEL_CHARS = 512
 _INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
 _ROUNDED_INTEGER = re.compile(rb"\de\+")
+_INT64_LIMIT = 2**63
+_PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
 
 
 class SpanAttributes:
@@ -30,6 +32,8 @@ class SpanAttributes:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = values
+        self._prefixed = [name for name in values if name.startswith(_PREFIXES)]
+        """Names of metric and artifact attributes: found once, not once per reader."""
         self._consumed: set[str] = set()
         self.adjustments: list[Adjustment] = []
         self.encoded = JsonCache()
@@ -53,7 +57,10 @@ class SpanAttributes:
 
     def text(self, name: str) -> str | None:
         """A string attribute; bytes are decoded as UTF-8, scalars are converted."""
-        value = self._take(name)
+        self._consumed.add(name)
+        value = self._values.get(name)
+        if type(value) is str and "\x00" not in value:
+            return value  # nearly every value, spared the checks below
         if value is None:
             return None
         if isinstance(value, list | dict):
@@ -102,7 +109,10 @@ class SpanAttributes:
         return value
 
     def _integer(self, name: str) -> int | None:
-        value = self._take(name)
+        self._consumed.add(name)
+        value = self._values.get(name)
+        if type(value) is int and -_INT64_LIMIT < value < _INT64_LIMIT:
+            return value  # nearly every value, spared the checks below
         if value is None:
             return None
         if isinstance(value, bool):
@@ -111,7 +121,7 @@ class SpanAttributes:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)  # JavaScript producers send whole numbers as doubles
         if isinstance(value, int):
-            if abs(value) >= 2**63:
+            if abs(value) >= _INT64_LIMIT:
                 self.reject(name, "integer out of range")
                 return None
             return value
@@ -187,7 +197,7 @@ class SpanAttributes:
     def metrics(self) -> dict[str, float | int]:
         """Every ``xray.step.metric.<name>`` that holds a finite number."""
         found: dict[str, float | int] = {}
-        for name in list(self._values):
+        for name in self._prefixed:
             if not name.startswith(c.STEP_METRIC_PREFIX):
                 continue
             value = self._take(name)
@@ -204,7 +214,7 @@ class SpanAttributes:
 
     def prefixed(self, prefix: str) -> dict[str, Any]:
         """Take every attribute whose name starts with ``prefix``."""
-        return {name: self._take(name) for name in list(self._values) if name.startswith(prefix)}
+        return {name: self._take(name) for name in self._prefixed if name.startswith(prefix)}
 
     def step_columns(self) -> dict[str, Any]:
         """The columns of a step row that come straight from contract attributes,
@@ -225,18 +235,36 @@ class SpanAttributes:
     def remaining(self) -> dict[str, Any]:
         """Every attribute not mapped to a column, made JSON-safe for ``attributes``."""
         rest: dict[str, Any] = {}
-        already_noted = {a.attribute for a in self.adjustments}
+        already_noted: set[str] | None = None
         for name, value in self._values.items():
             if name in self._consumed:
+                continue
+            if "\x00" not in name and _plain_scalar(value):
+                rest[name] = value  # already JSON-safe: the usual extra attribute
                 continue
             try:
                 safe, notes = to_json_safe(value)
             except RecursionError:
                 safe, notes = _preview(value), ["nested too deeply; stored as a preview"]
             rest[clean_text(name)[0]] = safe
-            for note in sorted(set(notes)) if name not in already_noted else ():
-                self._note(name, note)
+            if notes:
+                if already_noted is None:
+                    already_noted = {a.attribute for a in self.adjustments}
+                if name not in already_noted:
+                    for note in sorted(set(notes)):
+                        self._note(name, note)
         return rest
+
+
+def _plain_scalar(value: Any) -> bool:
+    """Whether ``value`` is stored in ``jsonb`` as it is (what :func:`to_json_safe` would
+    return unchanged, with no note), decided without a call per value."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() and "\x00" not in value
+    if kind is float:
+        return math.isfinite(value)
+    return kind is int or kind is bool or value is None
 
 
 def _loads(text: str) -> tuple[Any, bytes | None]:
