@@ -24,6 +24,9 @@ MAX_LABEL_CHARS = 512
 _INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
 _ROUNDED_INTEGER = re.compile(rb"\de\+")
 _INT64_LIMIT = 2**63
+_INT32_MAX = 2**31 - 1
+_SIMPLE_COLUMNS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
+                   c.STEP_CANDIDATES_OUT, c.STEP_WHY)
 _PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
 
 
@@ -219,6 +222,13 @@ class SpanAttributes:
     def step_columns(self) -> dict[str, Any]:
         """The columns of a step row that come straight from contract attributes,
         whichever wire format carried them (OTLP spans or X-Ray events)."""
+        simple = self._simple_columns()
+        if simple is not None:
+            return {**simple,
+                    "why_json": self.json_object(c.STEP_WHY_JSON),
+                    "input": self.json_value(c.STEP_INPUT),
+                    "output": self.json_value(c.STEP_OUTPUT),
+                    "metrics": self.metrics()}
         return {
             "seq": self.seq(),
             "pipeline": self.label(c.RUN_PIPELINE),
@@ -231,6 +241,23 @@ class SpanAttributes:
             "output": self.json_value(c.STEP_OUTPUT),
             "metrics": self.metrics(),
         }
+
+    def _simple_columns(self) -> dict[str, Any] | None:
+        """The scalar step columns when every one holds what the readers would take as
+        it is (the usual span), read straight from the values; else ``None``, and the
+        readers take over, with their notes."""
+        get = self._values.get
+        seq, count_in, count_out = get(c.STEP_SEQ), get(c.STEP_CANDIDATES_IN), \
+            get(c.STEP_CANDIDATES_OUT)
+        pipeline, entity, why = get(c.RUN_PIPELINE), get(c.RUN_ENTITY), get(c.STEP_WHY)
+        if not (_plain_int(seq, 1, _INT32_MAX) and _plain_int(count_in, 0, _INT64_LIMIT - 1)
+                and _plain_int(count_out, 0, _INT64_LIMIT - 1)
+                and _plain_text(pipeline, MAX_LABEL_CHARS) and _plain_text(entity, MAX_LABEL_CHARS)
+                and _plain_text(why, None)):
+            return None
+        self._consumed.update(_SIMPLE_COLUMNS)
+        return {"seq": seq, "pipeline": pipeline, "entity": entity, "candidates_in": count_in,
+                "candidates_out": count_out, "why": why}
 
     def remaining(self) -> dict[str, Any]:
         """Every attribute not mapped to a column, made JSON-safe for ``attributes``."""
@@ -254,6 +281,17 @@ class SpanAttributes:
                     for note in sorted(set(notes)):
                         self._note(name, note)
         return rest
+
+
+def _plain_int(value: Any, low: int, high: int) -> bool:
+    """Absent, or an integer (not a boolean) from ``low`` to ``high``."""
+    return value is None or (type(value) is int and low <= value <= high)
+
+
+def _plain_text(value: Any, limit: int | None) -> bool:
+    """Absent, or a string with no NUL, of at most ``limit`` characters."""
+    return value is None or (type(value) is str and "\x00" not in value
+                             and (limit is None or len(value) <= limit))
 
 
 def _plain_scalar(value: Any) -> bool:
