@@ -22,8 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 
 EDGES = [None, True, False, 0, 1, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, -(2**63), 5.0, 1.5,
-         float("nan"), "", "7", "a\x00b", "x" * 512, "x" * 513, "é" * 512, "\ud800", b"ab", [1], {"k": 1},
-         float("inf")]
+         float("nan"), float("inf"), "", "7", "a\x00b", "x" * 512, "x" * 513, "é" * 512,
+         "\ud800", b"ab", [1], {"k": 1}]
 SCALARS = st.one_of(
     st.sampled_from(EDGES), st.integers(-(2**64), 2**64), st.floats(), st.text(max_size=20),
     st.binary(max_size=8), st.lists(st.integers(), max_size=2),
