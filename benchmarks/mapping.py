@@ -23,6 +23,7 @@ the mapping figure with the parse baseline of the same run.
 Usage::
 
     python benchmarks/mapping.py [--batches N] [--repeat R]
+    python benchmarks/mapping.py --profile lean|rich   # pyinstrument call tree instead
 """
 
 from __future__ import annotations
@@ -142,6 +143,20 @@ def measure(name: str, requests: Sequence[ExportTraceServiceRequest], repeat: in
           f"≈ {1e6 / (mapped[0] + copied[0]):,.0f} spans/s on one core")
 
 
+def profile(requests: Sequence[ExportTraceServiceRequest], repeat: int) -> None:
+    """pyinstrument's call tree of ``repeat`` passes of mapping and COPY formatting."""
+    from pyinstrument import Profiler  # the dev extra: only this mode needs it
+
+    bodies = [r.SerializeToString() for r in requests]
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for _ in range(repeat):
+        for body in bodies:
+            copy_text(map_to_rows(body))
+    profiler.stop()
+    print(profiler.output_text(unicode=True, color=False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES,
@@ -149,8 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"(default {DEFAULT_BATCHES})")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                         help=f"passes; the median is reported (default {DEFAULT_REPEAT})")
+    parser.add_argument("--profile", choices=("lean", "rich"),
+                        help="instead of timing, profile mapping that batch with pyinstrument "
+                             "(the dev extra) and print the call tree")
     args = parser.parse_args(argv)
     requests = build_requests(generate_runs(args.batches * BATCH_SPANS * 10 // 11))
+    if args.profile:
+        profile([enrich(r) for r in requests] if args.profile == "rich" else requests,
+                args.repeat)
+        return 0
     print(f"Python {sys.version.split()[0]}; µs per span, median of {args.repeat} passes "
           "(a shared machine is noisy: compare figures of the same run)")
     measure("lean", requests, args.repeat)

@@ -179,8 +179,11 @@ class SpanAttributes:
         (fit for ``jsonb`` as parsed: see :func:`_plain_json`). A plain value's encoding,
         when parsing produced it, is kept for the row."""
         value, encoded = _loads(text)
-        plain = _plain_json(text)
-        if plain and encoded is not None:
+        if encoded is None:
+            return value, _plain_json(text)
+        # orjson refused NaN, Infinity and lone surrogates: depth and NUL remain to check
+        plain = _shallow_without_nul(text)
+        if plain:
             self.encoded.put(value, encoded)
         return value, plain
 
@@ -331,13 +334,18 @@ def _plain_json(text: str) -> bool:
     A cheap, conservative test (a ``{`` inside a string counts too) that spares the common
     case the walk over every value; anything else takes that walk."""
     return (
-        text.count("{") + text.count("[") <= MAX_DEPTH
-        and "\\u0000" not in text
+        _shallow_without_nul(text)
         and "\\ud" not in text
         and "\\uD" not in text
         and "NaN" not in text
         and "Infinity" not in text
     )
+
+
+def _shallow_without_nul(text: str) -> bool:
+    """Too few brackets to nest past ``MAX_DEPTH``, and no NUL escape (``jsonb`` refuses
+    NUL): the part of :func:`_plain_json` that orjson's parse does not already prove."""
+    return text.count("{") + text.count("[") <= MAX_DEPTH and "\\u0000" not in text
 
 
 def _kind(value: Any) -> str:

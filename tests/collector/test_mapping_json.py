@@ -37,6 +37,7 @@ def map_one_step(attributes: dict[str, object]) -> StepRow:
     '{"note": "the+e+ in a string", "n": 1}',
     '{"a": 1, "a": 2}',
     "1E5",
+    '["\\ud83d\\ude00", "NaN inside a string", "\\u00e9"]',  # a surrogate pair is fine
 ])
 def test_input_json_reads_exactly_as_the_standard_library_reads_it(text: str) -> None:
     step = map_one_step({c.STEP_INPUT: text})
