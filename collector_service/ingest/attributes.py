@@ -8,21 +8,26 @@ original value is kept in the row's ``attributes`` so nothing a producer sent is
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
-import orjson
-
-from collector_service.ingest.values import MAX_DEPTH, clean_text, json_depth, to_json_safe
+from collector_service.ingest.values import (
+    MAX_DEPTH,
+    clean_text,
+    json_depth,
+    parse_json,
+    plain_json,
+    plain_scalar,
+    shallow_without_nul,
+    to_json_safe,
+)
 from collector_service.store.rows import Adjustment, JsonCache
 from xray_otel import conventions as c
 
 MAX_RUN_ID_LENGTH = 256
 MAX_LABEL_CHARS = 512
 _INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
-_ROUNDED_INTEGER = re.compile(rb"\de\+")
 _INT64_LIMIT = 2**63
 _INT32_MAX = 2**31 - 1
 _SIMPLE_COLUMNS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
@@ -176,13 +181,13 @@ class SpanAttributes:
 
     def _parse(self, text: str) -> tuple[Any, bool]:
         """JSON ``text`` parsed as ``json.loads`` parses it, and whether the value is plain
-        (fit for ``jsonb`` as parsed: see :func:`_plain_json`). A plain value's encoding,
+        (fit for ``jsonb`` as parsed: see :func:`plain_json`). A plain value's encoding,
         when parsing produced it, is kept for the row."""
-        value, encoded = _loads(text)
+        value, encoded = parse_json(text)
         if encoded is None:
-            return value, _plain_json(text)
+            return value, plain_json(text)
         # orjson refused NaN, Infinity and lone surrogates: depth and NUL remain to check
-        plain = _shallow_without_nul(text)
+        plain = shallow_without_nul(text)
         if plain:
             self.encoded.put(value, encoded)
         return value, plain
@@ -269,7 +274,7 @@ class SpanAttributes:
         for name, value in self._values.items():
             if name in self._consumed:
                 continue
-            if "\x00" not in name and _plain_scalar(value):
+            if "\x00" not in name and plain_scalar(value):
                 rest[name] = value  # already JSON-safe: the usual extra attribute
                 continue
             try:
@@ -295,57 +300,6 @@ def _plain_text(value: Any, limit: int | None) -> bool:
     """Absent, or a string with no NUL, of at most ``limit`` characters."""
     return value is None or (type(value) is str and "\x00" not in value
                              and (limit is None or len(value) <= limit))
-
-
-def _plain_scalar(value: Any) -> bool:
-    """Whether ``value`` is stored in ``jsonb`` as it is (what :func:`to_json_safe` would
-    return unchanged, with no note), decided without a call per value."""
-    kind = type(value)
-    if kind is str:
-        return value.isascii() and "\x00" not in value
-    if kind is float:
-        return math.isfinite(value)
-    return kind is int or kind is bool or value is None
-
-
-def _loads(text: str) -> tuple[Any, bytes | None]:
-    """``json.loads(text)``, and the value's compact encoding when it came for free.
-
-    orjson parses and re-encodes several times faster than the standard library parses
-    alone, and gives the very same value except in what it refuses (``NaN``,
-    ``Infinity``, lone surrogate escapes, overflowing numbers, deep nesting) and in one
-    case it reads differently: an integer past 64 bits becomes a float. Such a float is
-    at least 9.2e18 and so is written with an exponent (``9.2e+18``); an encoding with no
-    digit before ``e+`` proves no integer was rounded. Every other case takes the
-    standard library, with its errors."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text), None
-    encoded = orjson.dumps(value)
-    if b"e+" in encoded and _ROUNDED_INTEGER.search(encoded):
-        return json.loads(text), None
-    return value, encoded
-
-
-def _plain_json(text: str) -> bool:
-    """Whether JSON ``text`` that parsed is surely fit for ``jsonb`` as parsed: too few
-    brackets to nest past ``MAX_DEPTH``, no NUL or surrogate escape, no ``NaN``/``Infinity``.
-    A cheap, conservative test (a ``{`` inside a string counts too) that spares the common
-    case the walk over every value; anything else takes that walk."""
-    return (
-        _shallow_without_nul(text)
-        and "\\ud" not in text
-        and "\\uD" not in text
-        and "NaN" not in text
-        and "Infinity" not in text
-    )
-
-
-def _shallow_without_nul(text: str) -> bool:
-    """Too few brackets to nest past ``MAX_DEPTH``, and no NUL escape (``jsonb`` refuses
-    NUL): the part of :func:`_plain_json` that orjson's parse does not already prove."""
-    return text.count("{") + text.count("[") <= MAX_DEPTH and "\\u0000" not in text
 
 
 def _kind(value: Any) -> str:

@@ -64,15 +64,15 @@ def preview(value: ArtifactValue) -> str:
 def plan(step: StepRow, ceiling: int) -> list[ArtifactValue]:
     """Every payload of ``step`` bound for artifact storage, keyed by its attribute name.
 
-    JSON values are encoded through the row's cache: the bytes measured here are the
+    JSON values are encoded through the row's cache: the text measured here becomes the
     artifact's body if the value moves, and the ``COPY`` row's text if it stays."""
     payloads = list(step.artifacts)
     if step.why is not None and _text_over(step.why, ceiling):
         payloads.append(ArtifactValue(c.STEP_WHY, step.why.encode(), _TEXT))
     for attribute, value in ((c.STEP_WHY_JSON, step.why_json), (c.STEP_INPUT, step.input),
                              (c.STEP_OUTPUT, step.output)):
-        if value is not None and len(encoded := step.encoded.encode(value)) > ceiling:
-            payloads.append(ArtifactValue(attribute, encoded, _JSON))
+        if value is not None and step.encoded.size(value) > ceiling:
+            payloads.append(ArtifactValue(attribute, step.encoded.text(value).encode(), _JSON))
     return payloads + oversized_attributes(step.attributes, ceiling, step.encoded)
 
 
@@ -84,14 +84,14 @@ def oversized_attributes(attributes: dict[str, Any], ceiling: int,
     the row stores anyway: when that fits under the ceiling (the usual case) no value
     is looked at one by one."""
     cache = cache or JsonCache()
-    if not attributes or len(cache.encode(attributes)) <= ceiling:
+    if not attributes or cache.size(attributes) <= ceiling:
         return []
     payloads = []
     for key, value in attributes.items():
         if isinstance(value, str) and _text_over(value, ceiling):
             payloads.append(ArtifactValue(key, value.encode(), _TEXT))
-        elif isinstance(value, dict | list) and len(encoded := cache.encode(value)) > ceiling:
-            payloads.append(ArtifactValue(key, encoded, _JSON))
+        elif isinstance(value, dict | list) and cache.size(value) > ceiling:
+            payloads.append(ArtifactValue(key, cache.text(value).encode(), _JSON))
     return payloads
 
 

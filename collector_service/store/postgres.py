@@ -236,7 +236,7 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
         "span_id": [r.span_id for r in runs],
         "service_name": [r.service_name for r in runs],
         "version": [r.version for r in runs],
-        "attributes": [r.encoded.text(r.attributes) for r in runs],
+        "attributes": [r.encoded.column(r.attributes) for r in runs],
         "ingest_warnings": [_adjustments(r) for r in runs],
     }
 
@@ -244,7 +244,7 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
 def _step_values(s: StepRow) -> tuple[Any, ...]:
     """One row for ``COPY xray_steps_incoming``, in that table's column order. JSON
     values come from the row's cache: the artifact plan already encoded most of them."""
-    text = s.encoded.text
+    text = s.encoded.column
     return (
         s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
         s.candidates_out, s.why, text(s.why_json), text(s.input), text(s.output),

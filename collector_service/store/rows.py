@@ -12,56 +12,58 @@ import orjson
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def json_bytes(value: Any) -> bytes:
-    """``value`` as compact JSON in UTF-8.
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text.
 
     orjson does the common case, several times faster than the standard library; what it
     refuses (integers past 64 bits, keys that are not strings, lone surrogates) goes to
     the standard library, so nothing that encoded before fails now. Callers pass values
     the mapping made JSON-safe: orjson would write NaN as ``null`` where the standard
-    library writes ``NaN``, and neither is what a producer sent.
+    library writes ``NaN``, and neither is what a producer sent. The text is decoded from
+    orjson's bytes at once: each of those holds a 4 KiB buffer however short the JSON,
+    which rows kept for a whole request must not pin.
     """
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return _COMPACT.encode(value).encode()
-
-
-def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (see :func:`json_bytes`)."""
-    return json_bytes(value).decode()
+        return _COMPACT.encode(value)
 
 
 class JsonCache:
     """A row's JSON values, each encoded at most once.
 
     The artifact plan needs a value's encoded size and, when the value moves to artifact
-    storage, its bytes; the ``COPY`` row needs the same text. Entries are keyed by the
+    storage, its text; the ``COPY`` row needs the same text. Entries are keyed by the
     value's identity and keep the value alive, so a row rebuilt with another value
-    (``dataclasses.replace``, sharing this cache) never gets stale bytes.
+    (``dataclasses.replace``, sharing this cache) never gets a stale text.
     """
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[Any, bytes]] = {}
+        self._entries: dict[int, tuple[Any, str]] = {}
 
-    def encode(self, value: Any) -> bytes:
-        """``json_bytes(value)``, encoded on the first call for this very object."""
+    def text(self, value: Any) -> str:
+        """``compact_json(value)``, encoded on the first call for this very object."""
         entry = self._entries.get(id(value))
         if entry is not None and entry[0] is value:
             return entry[1]
-        encoded = json_bytes(value)
-        self._entries[id(value)] = (value, encoded)
-        return encoded
+        text = compact_json(value)
+        self._entries[id(value)] = (value, text)
+        return text
 
-    def put(self, value: Any, encoded: bytes) -> None:
-        """Record ``encoded``, which must equal ``json_bytes(value)``, made along the way."""
-        self._entries[id(value)] = (value, encoded)
+    def size(self, value: Any) -> int:
+        """Bytes of ``value``'s JSON in UTF-8 (ASCII text, the usual, is not encoded)."""
+        text = self.text(value)
+        return len(text) if text.isascii() else len(text.encode())
 
-    def text(self, value: Any) -> str | None:
+    def column(self, value: Any) -> str | None:
         """The JSON text of ``value`` for a ``COPY`` row (``None`` stays SQL NULL)."""
-        return None if value is None else self.encode(value).decode()
+        return None if value is None else self.text(value)
+
+    def put(self, value: Any, text: str) -> None:
+        """Record ``text``, which must equal ``compact_json(value)``, made along the way."""
+        self._entries[id(value)] = (value, text)
 
 
 @dataclass(frozen=True)

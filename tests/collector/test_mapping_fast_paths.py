@@ -35,7 +35,7 @@ SIMPLE_KEYS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
 def _general(monkeypatch: pytest.MonkeyPatch) -> None:
     """Turn the shortcuts off: every value takes the general readers."""
     monkeypatch.setattr(SpanAttributes, "_simple_columns", lambda self: None)
-    monkeypatch.setattr(attributes, "_plain_scalar", lambda value: False)
+    monkeypatch.setattr(attributes, "plain_scalar", lambda value: False)
 
 
 def _read(values: dict[str, Any]) -> tuple[Any, ...]:

@@ -4,6 +4,7 @@ library's exact results (orjson does the common case, never a different value)."
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import oversized_attributes, plan
 from collector_service.store.postgres import _step_values
-from collector_service.store.rows import JsonCache, StepRow, json_bytes
+from collector_service.store.rows import JsonCache, StepRow, compact_json
 from tests.otlp_builders import request, span
 from xray_otel import conventions as c
 
@@ -60,31 +61,48 @@ def test_json_orjson_refuses_takes_the_standard_librarys_path(text: str, stored:
     assert json.loads(_step_values(step)[INPUT_COLUMN]) == stored
 
 
-def test_a_parsed_value_is_encoded_once_and_those_bytes_go_everywhere() -> None:
+def test_a_parsed_value_is_encoded_once_and_that_text_goes_everywhere() -> None:
     document = json.dumps({"items": [{"sku": f"S{i}", "score": i / 7} for i in range(300)]})
     step = map_one_step({c.STEP_INPUT: document, c.STEP_OUTPUT: '{"small": true}'})
-    encoded = step.encoded.encode(step.input)
-    assert encoded is step.encoded.encode(step.input)  # cached, not encoded again
-    assert json.loads(encoded) == json.loads(document)
+    text = step.encoded.text(step.input)
+    assert text is step.encoded.text(step.input)  # cached, not encoded again
+    assert json.loads(text) == json.loads(document)
     (payload,) = plan(step, ceiling=4096)
     assert payload.attribute == c.STEP_INPUT
-    assert payload.data is encoded  # the artifact body is the bytes already made
-    assert _step_values(step)[INPUT_COLUMN] == encoded.decode()
+    assert payload.data == text.encode()  # the artifact body is that text
+    assert _step_values(step)[INPUT_COLUMN] is text
 
 
-def test_cache_never_serves_bytes_of_another_object() -> None:
+def test_cache_never_serves_the_text_of_another_object() -> None:
     cache = JsonCache()
     first: dict[str, Any] = {"a": 1}
-    assert cache.encode(first) == b'{"a":1}'
+    assert cache.text(first) == '{"a":1}'
     second = {"a": 2}
-    assert cache.encode(second) == b'{"a":2}'
-    assert cache.text(None) is None
+    assert cache.text(second) == '{"a":2}'
+    assert cache.column(None) is None
+    assert cache.size({"é": "✓"}) == len('{"é":"✓"}'.encode())
 
 
-def test_json_bytes_falls_back_to_the_standard_library() -> None:
-    assert json_bytes({1: "a"}) == b'{"1":"a"}'  # non-string keys: orjson refuses them
-    assert json_bytes([2**70]) == b"[1180591620717411303424]"
-    assert json_bytes({"é": "✓"}) == '{"é":"✓"}'.encode()  # UTF-8, not \\u escapes
+def test_cached_json_holds_only_its_own_size() -> None:
+    """orjson's bytes each hold a 4 KiB buffer: a row kept for a whole request must keep
+    text of the JSON's own size, or a request of short values costs 4 KiB per value."""
+    values = [{"n": i} for i in range(2000)]
+    cache = JsonCache()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for value in values:
+            cache.text(value)
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(values)
+    finally:
+        tracemalloc.stop()
+    assert per_value < 1024, per_value
+
+
+def test_compact_json_falls_back_to_the_standard_library() -> None:
+    assert compact_json({1: "a"}) == '{"1":"a"}'  # non-string keys: orjson refuses them
+    assert compact_json([2**70]) == "[1180591620717411303424]"
+    assert compact_json({"é": "✓"}) == '{"é":"✓"}'  # not \\u escapes
 
 
 @pytest.mark.parametrize("attributes", [
@@ -103,7 +121,7 @@ def test_oversized_attributes_are_the_ones_a_value_by_value_walk_finds(
     for key, value in attributes.items():
         if isinstance(value, str) and len(value.encode()) > ceiling:
             expected.append((key, value.encode()))
-        elif isinstance(value, dict | list) and len(json_bytes(value)) > ceiling:
-            expected.append((key, json_bytes(value)))
+        elif isinstance(value, dict | list) and len(compact_json(value).encode()) > ceiling:
+            expected.append((key, compact_json(value).encode()))
     found = [(p.attribute, p.data) for p in oversized_attributes(attributes, ceiling)]
     assert found == expected
