@@ -8,18 +8,31 @@ original value is kept in the row's ``attributes`` so nothing a producer sent is
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
-from collector_service.ingest.values import MAX_DEPTH, clean_text, json_depth, to_json_safe
-from collector_service.store.rows import Adjustment
+from collector_service.ingest.values import (
+    MAX_DEPTH,
+    clean_text,
+    json_depth,
+    parse_json,
+    plain_json,
+    plain_scalar,
+    shallow_without_nul,
+    to_json_safe,
+)
+from collector_service.store.rows import Adjustment, JsonCache
 from xray_otel import conventions as c
 
 MAX_RUN_ID_LENGTH = 256
 MAX_LABEL_CHARS = 512
 _INT_TEXT = re.compile(r"^[+-]?\d{1,18}$")
+_INT64_LIMIT = 2**63
+_INT32_MAX = 2**31 - 1
+_SIMPLE_COLUMNS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
+                   c.STEP_CANDIDATES_OUT, c.STEP_WHY)
+_PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
 
 
 class SpanAttributes:
@@ -27,8 +40,13 @@ class SpanAttributes:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = values
+        self._prefixed = [name for name in values if name.startswith(_PREFIXES)]
+        """Names of metric and artifact attributes: found once, not once per reader."""
         self._consumed: set[str] = set()
         self.adjustments: list[Adjustment] = []
+        self.encoded = JsonCache()
+        """JSON values encoded while reading them; the row built from these attributes
+        takes this cache over, so they are not encoded again."""
 
     def has(self, name: str) -> bool:
         return name in self._values
@@ -47,7 +65,10 @@ class SpanAttributes:
 
     def text(self, name: str) -> str | None:
         """A string attribute; bytes are decoded as UTF-8, scalars are converted."""
-        value = self._take(name)
+        self._consumed.add(name)
+        value = self._values.get(name)
+        if type(value) is str and "\x00" not in value:
+            return value  # nearly every value, spared the checks below
         if value is None:
             return None
         if isinstance(value, list | dict):
@@ -96,7 +117,10 @@ class SpanAttributes:
         return value
 
     def _integer(self, name: str) -> int | None:
-        value = self._take(name)
+        self._consumed.add(name)
+        value = self._values.get(name)
+        if type(value) is int and -_INT64_LIMIT < value < _INT64_LIMIT:
+            return value  # nearly every value, spared the checks below
         if value is None:
             return None
         if isinstance(value, bool):
@@ -105,7 +129,7 @@ class SpanAttributes:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)  # JavaScript producers send whole numbers as doubles
         if isinstance(value, int):
-            if abs(value) >= 2**63:
+            if abs(value) >= _INT64_LIMIT:
                 self.reject(name, "integer out of range")
                 return None
             return value
@@ -122,14 +146,13 @@ class SpanAttributes:
         if isinstance(value, str | bytes):
             text = self._as_text(name, value)
             try:
-                value = json.loads(text)
+                value, plain = self._parse(text)
             except RecursionError:
                 self.reject(name, f"JSON nested deeper than {MAX_DEPTH} levels")
                 return None
             except ValueError:
                 self.reject(name, "not valid JSON")
                 return None
-            plain = _plain_json(text)
         if value is None:
             return None
         if not isinstance(value, dict):
@@ -146,15 +169,28 @@ class SpanAttributes:
         if isinstance(value, str | bytes):
             text = self._as_text(name, value)
             try:
-                value = json.loads(text)
+                value, plain = self._parse(text)
             except RecursionError:
                 return self._rejected(name, f"JSON nested deeper than {MAX_DEPTH} levels")
             except ValueError:
                 self._note(name, "not JSON; stored as a JSON string")
                 return text
-            if _plain_json(text):
+            if plain:
                 return value
         return None if value is None else self._structured(name, value)
+
+    def _parse(self, text: str) -> tuple[Any, bool]:
+        """JSON ``text`` parsed as ``json.loads`` parses it, and whether the value is plain
+        (fit for ``jsonb`` as parsed: see :func:`plain_json`). A plain value's encoding,
+        when parsing produced it, is kept for the row."""
+        value, encoded = parse_json(text)
+        if encoded is None:
+            return value, plain_json(text)
+        # orjson refused NaN, Infinity and lone surrogates: depth and NUL remain to check
+        plain = shallow_without_nul(text)
+        if plain:
+            self.encoded.put(value, encoded)
+        return value, plain
 
     def _structured(self, name: str, value: Any) -> Any:
         if json_depth(value) > MAX_DEPTH:
@@ -172,7 +208,7 @@ class SpanAttributes:
     def metrics(self) -> dict[str, float | int]:
         """Every ``xray.step.metric.<name>`` that holds a finite number."""
         found: dict[str, float | int] = {}
-        for name in list(self._values):
+        for name in self._prefixed:
             if not name.startswith(c.STEP_METRIC_PREFIX):
                 continue
             value = self._take(name)
@@ -189,11 +225,18 @@ class SpanAttributes:
 
     def prefixed(self, prefix: str) -> dict[str, Any]:
         """Take every attribute whose name starts with ``prefix``."""
-        return {name: self._take(name) for name in list(self._values) if name.startswith(prefix)}
+        return {name: self._take(name) for name in self._prefixed if name.startswith(prefix)}
 
     def step_columns(self) -> dict[str, Any]:
         """The columns of a step row that come straight from contract attributes,
         whichever wire format carried them (OTLP spans or X-Ray events)."""
+        simple = self._simple_columns()
+        if simple is not None:
+            return {**simple,
+                    "why_json": self.json_object(c.STEP_WHY_JSON),
+                    "input": self.json_value(c.STEP_INPUT),
+                    "output": self.json_value(c.STEP_OUTPUT),
+                    "metrics": self.metrics()}
         return {
             "seq": self.seq(),
             "pipeline": self.label(c.RUN_PIPELINE),
@@ -207,36 +250,56 @@ class SpanAttributes:
             "metrics": self.metrics(),
         }
 
+    def _simple_columns(self) -> dict[str, Any] | None:
+        """The scalar step columns when every one holds what the readers would take as
+        it is (the usual span), read straight from the values; else ``None``, and the
+        readers take over, with their notes."""
+        get = self._values.get
+        seq, count_in, count_out = get(c.STEP_SEQ), get(c.STEP_CANDIDATES_IN), \
+            get(c.STEP_CANDIDATES_OUT)
+        pipeline, entity, why = get(c.RUN_PIPELINE), get(c.RUN_ENTITY), get(c.STEP_WHY)
+        if not (_plain_int(seq, 1, _INT32_MAX) and _plain_int(count_in, 0, _INT64_LIMIT - 1)
+                and _plain_int(count_out, 0, _INT64_LIMIT - 1)
+                and _plain_text(pipeline, MAX_LABEL_CHARS) and _plain_text(entity, MAX_LABEL_CHARS)
+                and _plain_text(why, None)):
+            return None
+        self._consumed.update(_SIMPLE_COLUMNS)
+        return {"seq": seq, "pipeline": pipeline, "entity": entity, "candidates_in": count_in,
+                "candidates_out": count_out, "why": why}
+
     def remaining(self) -> dict[str, Any]:
         """Every attribute not mapped to a column, made JSON-safe for ``attributes``."""
         rest: dict[str, Any] = {}
-        already_noted = {a.attribute for a in self.adjustments}
+        already_noted: set[str] | None = None
         for name, value in self._values.items():
             if name in self._consumed:
+                continue
+            if "\x00" not in name and plain_scalar(value):
+                rest[name] = value  # already JSON-safe: the usual extra attribute
                 continue
             try:
                 safe, notes = to_json_safe(value)
             except RecursionError:
                 safe, notes = _preview(value), ["nested too deeply; stored as a preview"]
             rest[clean_text(name)[0]] = safe
-            for note in sorted(set(notes)) if name not in already_noted else ():
-                self._note(name, note)
+            if notes:
+                if already_noted is None:
+                    already_noted = {a.attribute for a in self.adjustments}
+                if name not in already_noted:
+                    for note in sorted(set(notes)):
+                        self._note(name, note)
         return rest
 
 
-def _plain_json(text: str) -> bool:
-    """Whether JSON ``text`` that parsed is surely fit for ``jsonb`` as parsed: too few
-    brackets to nest past ``MAX_DEPTH``, no NUL or surrogate escape, no ``NaN``/``Infinity``.
-    A cheap, conservative test (a ``{`` inside a string counts too) that spares the common
-    case the walk over every value; anything else takes that walk."""
-    return (
-        text.count("{") + text.count("[") <= MAX_DEPTH
-        and "\\u0000" not in text
-        and "\\ud" not in text
-        and "\\uD" not in text
-        and "NaN" not in text
-        and "Infinity" not in text
-    )
+def _plain_int(value: Any, low: int, high: int) -> bool:
+    """Absent, or an integer (not a boolean) from ``low`` to ``high``."""
+    return value is None or (type(value) is int and low <= value <= high)
+
+
+def _plain_text(value: Any, limit: int | None) -> bool:
+    """Absent, or a string with no NUL, of at most ``limit`` characters."""
+    return value is None or (type(value) is str and "\x00" not in value
+                             and (limit is None or len(value) <= limit))
 
 
 def _kind(value: Any) -> str:

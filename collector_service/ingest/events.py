@@ -137,6 +137,7 @@ def map_step_events(start: pb.StepStart | None, end: pb.StepEnd | None,
         attributes=attrs.remaining(),
         adjustments=tuple(attrs.adjustments),
         artifacts=_artifacts(end, attrs.adjustments),
+        encoded=attrs.encoded,
     )
 
 
@@ -235,7 +236,7 @@ def map_run_events(start: pb.RunStart | None, end: pb.RunEnd | None,
     return RunRow(run_id=run_id, pipeline=pipeline, entity=entity, status=status, error=error,
                   started_at=started_at, ended_at=ended_at, trace_id=trace_id_for(run_id),
                   span_id=span_id, service_name=service_name, attributes=attrs.remaining(),
-                  adjustments=tuple(attrs.adjustments))
+                  adjustments=tuple(attrs.adjustments), encoded=attrs.encoded)
 
 
 def _step_times(start: pb.StepStart | None, end: pb.StepEnd | None, received_at: datetime,

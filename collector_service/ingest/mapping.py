@@ -30,6 +30,7 @@ from xray_otel import conventions as c
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
+_NESTED = frozenset({"array_value", "kvlist_value"})
 
 
 def map_request(request: ExportTraceServiceRequest, received_at: datetime) -> MappedBatch:
@@ -108,6 +109,7 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
         attributes=_with_exception_details(attrs.remaining(), exception),
         adjustments=tuple(attrs.adjustments),
         artifacts=artifacts,
+        encoded=attrs.encoded,
     )
 
 
@@ -134,6 +136,7 @@ def map_run_span(span: Span, service_name: str | None, received_at: datetime,
         service_name=service_name,
         attributes=_with_exception_details(attrs.remaining(), exception),
         adjustments=tuple(attrs.adjustments),
+        encoded=attrs.encoded,
     )
 
 
@@ -168,14 +171,25 @@ def _implied_run(steps: Sequence[StepRow]) -> RunRow:
 
 
 def _read_attributes(key_values: Iterable[KeyValue]) -> SpanAttributes:
+    """The span's attributes as plain values. Scalars, nearly every value, are read
+    in place; arrays and maps take the recursive reader, which bounds their depth."""
     values: dict[str, Any] = {}
     problems: list[Adjustment] = []
     for kv in key_values:
-        try:
-            values[kv.key] = from_any_value(kv.value)
-        except TooDeep as exc:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            values[kv.key] = value.string_value
+        elif kind is None:
             values[kv.key] = None
-            problems.append(Adjustment(kv.key, f"value {exc}; dropped"))
+        elif kind not in _NESTED:
+            values[kv.key] = getattr(value, kind)
+        else:
+            try:
+                values[kv.key] = from_any_value(value)
+            except TooDeep as exc:
+                values[kv.key] = None
+                problems.append(Adjustment(kv.key, f"value {exc}; dropped"))
     attrs = SpanAttributes(values)
     attrs.adjustments.extend(problems)
     return attrs

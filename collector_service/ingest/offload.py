@@ -26,9 +26,9 @@ from collector_service.store.rows import (
     Adjustment,
     ArtifactRef,
     ArtifactValue,
+    JsonCache,
     RunRow,
     StepRow,
-    compact_json,
 )
 from collector_service.telemetry.metrics import CollectorMetrics
 from xray_otel import conventions as c
@@ -62,26 +62,45 @@ def preview(value: ArtifactValue) -> str:
 
 
 def plan(step: StepRow, ceiling: int) -> list[ArtifactValue]:
-    """Every payload of ``step`` bound for artifact storage, keyed by its attribute name."""
+    """Every payload of ``step`` bound for artifact storage, keyed by its attribute name.
+
+    JSON values are encoded through the row's cache: the text measured here becomes the
+    artifact's body if the value moves, and the ``COPY`` row's text if it stays."""
     payloads = list(step.artifacts)
-    if step.why is not None and len(step.why.encode()) > ceiling:
+    if step.why is not None and _text_over(step.why, ceiling):
         payloads.append(ArtifactValue(c.STEP_WHY, step.why.encode(), _TEXT))
-    for attribute, column in _JSON_COLUMNS.items():
-        value = getattr(step, column)
-        if value is not None and len(encoded := _encode_json(value)) > ceiling:
-            payloads.append(ArtifactValue(attribute, encoded, _JSON))
-    return payloads + oversized_attributes(step.attributes, ceiling)
+    for attribute, value in ((c.STEP_WHY_JSON, step.why_json), (c.STEP_INPUT, step.input),
+                             (c.STEP_OUTPUT, step.output)):
+        if value is not None and step.encoded.size(value) > ceiling:
+            payloads.append(ArtifactValue(attribute, step.encoded.text(value).encode(), _JSON))
+    return payloads + oversized_attributes(step.attributes, ceiling, step.encoded)
 
 
-def oversized_attributes(attributes: dict[str, Any], ceiling: int) -> list[ArtifactValue]:
-    """The extra attributes (of a step or a run span) too large to keep in Postgres."""
+def oversized_attributes(attributes: dict[str, Any], ceiling: int,
+                         cache: JsonCache | None = None) -> list[ArtifactValue]:
+    """The extra attributes (of a step or a run span) too large to keep in Postgres.
+
+    No value's stored form is longer than the whole ``attributes`` object's JSON, which
+    the row stores anyway: when that fits under the ceiling (the usual case) no value
+    is looked at one by one."""
+    cache = cache or JsonCache()
+    if not attributes or cache.size(attributes) <= ceiling:
+        return []
     payloads = []
     for key, value in attributes.items():
-        if isinstance(value, str) and len(encoded := value.encode()) > ceiling:
-            payloads.append(ArtifactValue(key, encoded, _TEXT))
-        elif isinstance(value, dict | list) and len(encoded := _encode_json(value)) > ceiling:
-            payloads.append(ArtifactValue(key, encoded, _JSON))
+        if isinstance(value, str) and _text_over(value, ceiling):
+            payloads.append(ArtifactValue(key, value.encode(), _TEXT))
+        elif isinstance(value, dict | list) and cache.size(value) > ceiling:
+            payloads.append(ArtifactValue(key, cache.text(value).encode(), _JSON))
     return payloads
+
+
+def _text_over(text: str, ceiling: int) -> bool:
+    """Whether ``text`` takes more than ``ceiling`` bytes in UTF-8 (at most 4 a character,
+    at least 1: only lengths in between need encoding)."""
+    if len(text) * 4 <= ceiling:
+        return False
+    return len(text) > ceiling or len(text.encode()) > ceiling
 
 
 def substitute(step: StepRow, refs: Sequence[ArtifactRef]) -> StepRow:
@@ -110,10 +129,6 @@ class Owner(NamedTuple):
     run_id: str
 
 
-def _encode_json(value: Any) -> bytes:
-    return compact_json(value).encode()
-
-
 class ArtifactOffloader:
     """Writes a batch's payloads to ``store`` and rewrites its steps to reference them.
 
@@ -140,7 +155,8 @@ class ArtifactOffloader:
         out_runs: list[RunRow] = []
         all_refs: list[ArtifactRef] = []
         for run in runs:
-            payloads = oversized_attributes(run.attributes, self.policy.inline_ceiling)
+            payloads = oversized_attributes(run.attributes, self.policy.inline_ceiling,
+                                            run.encoded)
             if not payloads or run.span_id is None:
                 out_runs.append(run)
                 continue

@@ -110,17 +110,11 @@ class Ingestor:
                      encoding: str | None = None) -> IngestOutcome:
         """Store every X-Ray span in ``body``; return only once it is committed or spooled."""
         decoded = await asyncio.to_thread(self._decode, body, fmt, encoding)
-        batch = decoded.batch
-        self._metrics.spans_received.inc(_xray_spans(batch))
-        if self._spool is not None and not self._store.available:
-            return await self._spool_request(decoded)
-        try:
-            outcome = await self._store_batch(batch)
-        except StorageUnavailable:
-            if self._spool is None:
-                raise
-            return await self._spool_request(decoded)
-        self._committed(decoded)
+        outcome = await self._store_or_spool(
+            decoded.batch, OTLP_TRACES,
+            lambda: decoded.protobuf or decoded.request.SerializeToString())
+        if not outcome.spooled:
+            self._committed(decoded)
         return outcome
 
     async def ingest_events(self, body: bytes, fmt: Format = "protobuf",
@@ -128,15 +122,21 @@ class Ingestor:
         """Store the X-Ray events in ``body`` the way :meth:`ingest` stores spans (events
         are X-Ray's own format: commit listeners, which forward OTLP, are not told)."""
         batch, payload = await asyncio.to_thread(self._decode_events, body, fmt, encoding)
+        return await self._store_or_spool(batch, XRAY_EVENTS, lambda: payload)
+
+    async def _store_or_spool(self, batch: MappedBatch, kind: str,
+                              payload: Callable[[], bytes]) -> IngestOutcome:
+        """Store ``batch``; while the database is down, spool the request instead (as
+        ``kind``, its bytes made by ``payload`` only then). With no spool, refuse."""
         self._metrics.spans_received.inc(_xray_spans(batch))
         if self._spool is not None and not self._store.available:
-            return await self._spool_payload(XRAY_EVENTS, payload, batch)
+            return await self._spool_payload(kind, payload(), batch)
         try:
             return await self._store_batch(batch)
         except StorageUnavailable:
             if self._spool is None:
                 raise
-            return await self._spool_payload(XRAY_EVENTS, payload, batch)
+            return await self._spool_payload(kind, payload(), batch)
 
     async def replay(self, kind: str, payload: bytes) -> None:
         """Store one spooled request; raises StorageUnavailable while the database is down."""
@@ -174,8 +174,7 @@ class Ingestor:
         result = await self._store.write(runs, steps, [*artifact_refs, *run_refs])
         self._metrics.batch_write_seconds.observe(time.perf_counter() - started)
         rejected = batch.rejected + result.rejected
-        adjusted: list[RunRow | StepRow] = [run for run in runs if run.adjustments]
-        adjusted.extend(step for step in steps if step.adjustments)
+        adjusted = _adjusted(runs, steps)
         outcome = IngestOutcome(
             steps=len(steps), runs=len(runs), steps_inserted=result.steps_inserted,
             ignored_spans=batch.ignored_spans, rejected=rejected, adjusted=tuple(adjusted),
@@ -183,10 +182,6 @@ class Ingestor:
         )
         self._count(outcome)
         return outcome
-
-    async def _spool_request(self, decoded: _Decoded) -> IngestOutcome:
-        payload = decoded.protobuf or decoded.request.SerializeToString()
-        return await self._spool_payload(OTLP_TRACES, payload, decoded.batch)
 
     async def _spool_payload(self, kind: str, payload: bytes, batch: MappedBatch) -> IngestOutcome:
         """Keep the request durably until the database is back; refuse if there is no room."""
@@ -197,8 +192,7 @@ class Ingestor:
             self._metrics.refusals.labels("spool_full").inc()
             raise StorageUnavailable(f"database unavailable and {exc}") from exc
         self._metrics.spans_spooled.inc(_xray_spans(batch))
-        adjusted: list[RunRow | StepRow] = [run for run in batch.runs if run.adjustments]
-        adjusted.extend(step for step in batch.steps if step.adjustments)
+        adjusted = _adjusted(batch.runs, batch.steps)
         return IngestOutcome(
             steps=len(batch.steps), runs=len(batch.runs), steps_inserted=0,
             ignored_spans=batch.ignored_spans, rejected=batch.rejected,
@@ -226,6 +220,13 @@ class Ingestor:
 def _xray_spans(batch: MappedBatch) -> int:
     """Steps and run spans; runs implied by their steps are not spans of their own."""
     return len(batch.steps) + sum(1 for run in batch.runs if run.from_run_span)
+
+
+def _adjusted(runs: Sequence[RunRow], steps: Sequence[StepRow]) -> list[RunRow | StepRow]:
+    """The rows stored with a change to what the producer sent, runs first."""
+    adjusted: list[RunRow | StepRow] = [run for run in runs if run.adjustments]
+    adjusted.extend(step for step in steps if step.adjustments)
+    return adjusted
 
 
 def describe(rejected: Sequence[RejectedSpan], adjusted: Sequence[RunRow | StepRow]) -> str:

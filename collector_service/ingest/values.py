@@ -9,10 +9,12 @@ record what changed.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from typing import Any
 
+import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 MAX_DEPTH = 32
@@ -20,6 +22,7 @@ MAX_DEPTH = 32
 
 NUL_REPLACEMENT = "\ufffd"
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+_ROUNDED_INTEGER = re.compile(rb"\de\+")
 
 
 class TooDeep(ValueError):
@@ -105,3 +108,54 @@ def json_depth(value: Any) -> int:
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
     return deepest
+
+
+def plain_scalar(value: Any) -> bool:
+    """Whether ``value`` is stored in ``jsonb`` as it is (what :func:`to_json_safe` would
+    return unchanged, with no note), decided without a call per value."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() and "\x00" not in value
+    if kind is float:
+        return math.isfinite(value)
+    return kind is int or kind is bool or value is None
+
+
+def parse_json(text: str) -> tuple[Any, str | None]:
+    """``json.loads(text)``, and the value's compact encoding when it came for free.
+
+    orjson parses and re-encodes several times faster than the standard library parses
+    alone, and gives the very same value except in what it refuses (``NaN``,
+    ``Infinity``, lone surrogate escapes, overflowing numbers, deep nesting) and in one
+    case it reads differently: an integer past 64 bits becomes a float. Such a float is
+    at least 9.2e18 and so is written with an exponent (``9.2e+18``); an encoding with no
+    digit before ``e+`` proves no integer was rounded. Every other case takes the
+    standard library, with its errors."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text), None
+    encoded = orjson.dumps(value)
+    if b"e+" in encoded and _ROUNDED_INTEGER.search(encoded):
+        return json.loads(text), None
+    return value, encoded.decode()  # a str of its own size (see compact_json)
+
+
+def plain_json(text: str) -> bool:
+    """Whether JSON ``text`` that parsed is surely fit for ``jsonb`` as parsed: too few
+    brackets to nest past ``MAX_DEPTH``, no NUL or surrogate escape, no ``NaN``/``Infinity``.
+    A cheap, conservative test (a ``{`` inside a string counts too) that spares the common
+    case the walk over every value; anything else takes that walk."""
+    return (
+        shallow_without_nul(text)
+        and "\\ud" not in text
+        and "\\uD" not in text
+        and "NaN" not in text
+        and "Infinity" not in text
+    )
+
+
+def shallow_without_nul(text: str) -> bool:
+    """Too few brackets to nest past ``MAX_DEPTH``, and no NUL escape (``jsonb`` refuses
+    NUL): the part of :func:`plain_json` that orjson's parse does not already prove."""
+    return text.count("{") + text.count("[") <= MAX_DEPTH and "\\u0000" not in text

@@ -230,12 +230,8 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
     return inserted
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else compact_json(value)
-
-
 def _adjustments(row: RunRow | StepRow) -> str | None:
-    return _json([a.as_json() for a in row.adjustments]) if row.adjustments else None
+    return compact_json([a.as_json() for a in row.adjustments]) if row.adjustments else None
 
 
 def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
@@ -251,18 +247,20 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
         "span_id": [r.span_id for r in runs],
         "service_name": [r.service_name for r in runs],
         "version": [r.version for r in runs],
-        "attributes": [_json(r.attributes) for r in runs],
+        "attributes": [r.encoded.column(r.attributes) for r in runs],
         "ingest_warnings": [_adjustments(r) for r in runs],
     }
 
 
 def _step_values(s: StepRow) -> tuple[Any, ...]:
-    """One row for ``COPY xray_steps_incoming``, in that table's column order."""
+    """One row for ``COPY xray_steps_incoming``, in that table's column order. JSON
+    values come from the row's cache: the artifact plan already encoded most of them."""
+    text = s.encoded.column
     return (
         s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
-        s.candidates_out, s.why, _json(s.why_json), _json(s.input), _json(s.output),
-        _json(s.metrics), s.status, s.error, s.started_at, s.ended_at, s.trace_id,
-        s.span_id, s.parent_span_id, _json(s.attributes), _adjustments(s),
+        s.candidates_out, s.why, text(s.why_json), text(s.input), text(s.output),
+        text(s.metrics), s.status, s.error, s.started_at, s.ended_at, s.trace_id,
+        s.span_id, s.parent_span_id, text(s.attributes), _adjustments(s),
     )
 
 

@@ -7,13 +7,63 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (one shared encoder: ``json.dumps`` with options
-    builds a new encoder on every call, a cost paid per column of every row)."""
-    return _COMPACT.encode(value)
+    """``value`` as compact JSON text.
+
+    orjson does the common case, several times faster than the standard library; what it
+    refuses (integers past 64 bits, keys that are not strings, lone surrogates) goes to
+    the standard library, so nothing that encoded before fails now. Callers pass values
+    the mapping made JSON-safe: orjson would write NaN as ``null`` where the standard
+    library writes ``NaN``, and neither is what a producer sent. The text is decoded from
+    orjson's bytes at once: each of those holds a 4 KiB buffer however short the JSON,
+    which rows kept for a whole request must not pin.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _COMPACT.encode(value)
+
+
+class JsonCache:
+    """A row's JSON values, each encoded at most once.
+
+    The artifact plan needs a value's encoded size and, when the value moves to artifact
+    storage, its text; the ``COPY`` row needs the same text. Entries are keyed by the
+    value's identity and keep the value alive, so a row rebuilt with another value
+    (``dataclasses.replace``, sharing this cache) never gets a stale text.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Any, str]] = {}
+
+    def text(self, value: Any) -> str:
+        """``compact_json(value)``, encoded on the first call for this very object."""
+        entry = self._entries.get(id(value))
+        if entry is not None and entry[0] is value:
+            return entry[1]
+        text = compact_json(value)
+        self._entries[id(value)] = (value, text)
+        return text
+
+    def size(self, value: Any) -> int:
+        """Bytes of ``value``'s JSON in UTF-8 (ASCII text, the usual, is not encoded)."""
+        text = self.text(value)
+        return len(text) if text.isascii() else len(text.encode())
+
+    def column(self, value: Any) -> str | None:
+        """The JSON text of ``value`` for a ``COPY`` row (``None`` stays SQL NULL)."""
+        return None if value is None else self.text(value)
+
+    def put(self, value: Any, text: str) -> None:
+        """Record ``text``, which must equal ``compact_json(value)``, made along the way."""
+        self._entries[id(value)] = (value, text)
 
 
 @dataclass(frozen=True)
@@ -41,7 +91,7 @@ class ArtifactValue:
     """Set when the producer uploaded the artifact itself and sent only its reference."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepRow:
     """One ``xray_steps`` row (``drop_ratio`` and ``duration_ms`` are derived by Postgres)."""
 
@@ -70,9 +120,11 @@ class StepRow:
     attributes: dict[str, Any]
     adjustments: tuple[Adjustment, ...] = ()
     artifacts: tuple[ArtifactValue, ...] = ()
+    encoded: JsonCache = field(default_factory=JsonCache, compare=False, repr=False)
+    """Encoded JSON of this row's values, shared by the artifact plan and the ``COPY`` row."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One ``xray_runs`` row: from the run span (``span_id`` set) or inferred from steps."""
 
@@ -89,6 +141,7 @@ class RunRow:
     attributes: dict[str, Any] = field(default_factory=dict)
     adjustments: tuple[Adjustment, ...] = ()
     version: str | None = None
+    encoded: JsonCache = field(default_factory=JsonCache, compare=False, repr=False)
 
     @property
     def from_run_span(self) -> bool:
