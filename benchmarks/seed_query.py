@@ -155,8 +155,8 @@ def build(conn: psycopg.Connection, steps: int) -> None:
         if constraint:
             conn.execute(sql.SQL("ALTER TABLE xray_steps ADD CONSTRAINT {} {}").format(
                 sql.Identifier(constraint), sql.SQL(constraint_def)))
-        else:
-            conn.execute(definition.encode())
+        else:  # a partitioned table's index is defined ON ONLY the parent: build them all
+            conn.execute(definition.replace(" ON ONLY ", " ON ", 1).encode())
         print(f"  index {index}: {time.perf_counter() - began:.1f} s", flush=True)
     began = time.perf_counter()
     conn.execute(BASELINE_DDL.encode())
