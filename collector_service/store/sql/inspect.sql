@@ -32,7 +32,8 @@ SELECT row_number() OVER (ORDER BY s.seq NULLS LAST, s.started_at, s.span_id) AS
                     'downgraded', a.downgraded, 'downgrade_reason', a.downgrade_reason)
                     ORDER BY a.attribute)
                  FROM xray_artifacts a
-                 WHERE a.trace_id = s.trace_id AND a.span_id = s.span_id), '[]'::jsonb)
+                 WHERE a.run_id = s.run_id AND a.trace_id = s.trace_id AND a.span_id = s.span_id),
+                       '[]'::jsonb)
            AS artifacts
 FROM xray_steps s
 WHERE s.run_id = %(run_id)s

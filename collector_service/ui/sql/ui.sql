@@ -38,7 +38,8 @@ SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.dro
                     'storage', a.storage, 'preview', a.preview,
                     'downgraded', a.downgraded) ORDER BY a.attribute)
                  FROM xray_artifacts a
-                 WHERE a.trace_id = s.trace_id AND a.span_id = s.span_id), '[]'::jsonb)
+                 WHERE a.run_id = s.run_id AND a.trace_id = s.trace_id AND a.span_id = s.span_id),
+                       '[]'::jsonb)
            AS artifacts
 FROM xray_steps s
 WHERE s.run_id = %(run_id)s
