@@ -19,12 +19,19 @@ from tests.otlp_builders import request, span
 from xray_otel import conventions as c
 
 
-def wait_for_lock_waiter(conn: psycopg.Connection, deadline_s: float = 30) -> None:
-    """Block until some backend waits on a lock (the held-up export)."""
+def wait_for_lock_waiter(conn: psycopg.Connection, locker: psycopg.Connection,
+                         deadline_s: float = 30) -> None:
+    """Block until a backend waits on the lock ``locker`` holds (the held-up export).
+
+    Only a backend blocked by ``locker`` counts: ``pg_stat_activity`` shows the whole
+    server, where other databases (other test runs sharing it) have lock waiters of their
+    own, and taking one of those for the export would start the test before the export
+    has reached the collector."""
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
         waiting = conn.execute("SELECT count(*) FROM pg_stat_activity"
-                               " WHERE wait_event_type = 'Lock'").fetchone()
+                               " WHERE %s = ANY(pg_blocking_pids(pid))",
+                               (locker.info.backend_pid,)).fetchone()
         if waiting and waiting[0] > 0:
             return
         time.sleep(0.05)
@@ -42,7 +49,7 @@ def test_requests_beyond_capacity_are_refused_then_accepted(
             locker.execute("LOCK TABLE xray_runs IN ACCESS EXCLUSIVE MODE")
             first = threading.Thread(target=stub.Export, args=(batch,))
             first.start()
-            wait_for_lock_waiter(db)
+            wait_for_lock_waiter(db, locker)
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Export(batch, timeout=10)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
