@@ -214,6 +214,7 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
         if steps:
             await cur.execute(_QUERIES["stage_steps_table"])
             async with cur.copy(_QUERIES["copy_steps"]) as copy:
+                copy.set_types(_STEP_COPY_TYPES)
                 for step in steps:
                     await copy.write_row(_step_values(step))
             # After upsert_runs: its row locks make the two statements below safe
@@ -250,6 +251,15 @@ def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
         "attributes": [r.encoded.column(r.attributes) for r in runs],
         "ingest_warnings": [_adjustments(r) for r in runs],
     }
+
+
+_STEP_COPY_TYPES = (
+    "text", "int4", "text", "text", "text", "int8", "int8", "text", "text", "text", "text",
+    "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text", "text",
+    "text",
+)
+"""The column types of ``xray_steps_incoming``, in order: a binary ``COPY`` must name
+them (each value is sent in its column's own binary form)."""
 
 
 def _step_values(s: StepRow) -> tuple[Any, ...]:

@@ -78,7 +78,9 @@ CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
 DELETE FROM xray_steps_incoming
 
 -- name: copy_steps
-COPY xray_steps_incoming FROM STDIN
+-- Binary: psycopg formats a row in a fifth of the time the text format takes, and the
+-- types are fixed (pg_store._STEP_COPY_TYPES, in this table's column order).
+COPY xray_steps_incoming FROM STDIN (FORMAT BINARY)
 
 -- name: complete_running_steps
 -- Event producers send a step's start and end apart: a 'running' row (start only) is
