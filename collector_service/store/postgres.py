@@ -267,8 +267,9 @@ def _step_values(s: StepRow) -> tuple[Any, ...]:
     return (
         s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
         s.candidates_out, s.why, text(s.why_json), text(s.input), text(s.output),
-        text(s.metrics), s.status, s.error, s.started_at, s.ended_at, s.trace_id,
-        s.span_id, s.parent_span_id, text(s.attributes), _adjustments(s),
+        text(s.metrics) if s.metrics else "{}", s.status, s.error, s.started_at, s.ended_at,
+        s.trace_id, s.span_id, s.parent_span_id, text(s.attributes) if s.attributes else "{}",
+        _adjustments(s),
     )
 
 
