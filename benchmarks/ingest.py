@@ -412,14 +412,19 @@ def run_workers(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int,
         generate_runs(STEPS_PER_RUN * 4 * max(SENDER_COUNTS), SEED + 1))]
     steps = sum(len(run.steps) for run in runs)
     timed: dict[int, list[float]] = {n: [] for n in counts}
+    cpu: dict[int, list[float]] = {}
     copy = Result("baseline_copy", len(rows), "rows")
     rss = run_worker_phases(
         url, data_dir, counts, requests, warmup, repeat, timed,
         copy_round=lambda: copy.times.append(time_copy(url, rows)),
-        verify=lambda: verify_stored(url, steps, len(runs)))
+        verify=lambda: verify_stored(url, steps, len(runs)), cpu=cpu)
     verify_same_rows(url)
     results = [Result(f"ingest_grpc_workers_{n}", steps + len(runs), "spans", timed[n])
                for n in counts]
+    for n, seconds in cpu.items():
+        per_span = sorted(s / (steps + len(runs)) * 1e6 for s in seconds)
+        print(f"collector CPU, --workers {n}: {statistics.median(per_span):.1f} µs per span "
+              f"(all workers, user + system; rounds {per_span[0]:.1f}-{per_span[-1]:.1f})")
     return [*results, copy], rss
 
 

@@ -11,6 +11,8 @@ What it measures
   that got fewer connections does not hold the others back. Afterwards ``xray_steps``
   must hold exactly one row per step span.
 * ``baseline_copy``: the plain ``COPY`` of the same rows, in the same rounds.
+* The workers' CPU time per span (user + system, all threads, from ``/proc``): the
+  Python cost per span, less sensitive than wall time to other jobs on the machine.
 * Peak RSS of every worker process (``VmHWM`` in ``/proc/<pid>/status``) after all
   rounds, that is under full load, and of the supervisor.
 
@@ -156,9 +158,10 @@ def peak_rss_mib(pid: int) -> float:
 def run_worker_phases(url: str, data_dir: Path, worker_counts: Sequence[int],
                       requests: Sequence[bytes], warmup: Sequence[bytes], repeat: int,
                       timed: dict[int, list[float]], copy_round: Callable[[], None],
-                      verify: Callable[[], None]
+                      verify: Callable[[], None], cpu: dict[int, list[float]] | None = None
                       ) -> dict[int, tuple[list[float], float | None]]:
-    """Rounds of: each worker count, then ``copy_round()``; the peak RSS of each worker."""
+    """Rounds of: each worker count, then ``copy_round()``; the peak RSS of each worker.
+    ``cpu`` receives the CPU seconds all workers of each count spent in each round."""
     with ExitStack() as stack:
         running = {n: stack.enter_context(collector(url, data_dir / f"workers-{n}", n))
                    for n in worker_counts}
@@ -167,12 +170,25 @@ def run_worker_phases(url: str, data_dir: Path, worker_counts: Sequence[int],
         for _ in range(repeat):
             for n, collector_ in running.items():
                 reset_tables(url)
+                pids = collector_.worker_pids()
+                before = cpu_seconds(pids)
                 timed[n].append(timed_send(collector_.grpc_port, requests))
+                if cpu is not None:
+                    cpu.setdefault(n, []).append(cpu_seconds(pids) - before)
                 verify()
             copy_round()
         return {n: ([peak_rss_mib(pid) for pid in c.worker_pids()],
                     peak_rss_mib(c.process.pid) if n > 1 else None)
                 for n, c in running.items()}
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time the processes have used so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _children(parent: int) -> list[int]:

@@ -8,7 +8,7 @@ What it measures
   the database sees a step: :func:`map_request` (contract attributes to columns,
   validation, adjustments), the artifact plan (which values are too big to keep inline),
   and the ``COPY`` row of each step.
-* ``copy_text``: the ``COPY`` text of those rows as psycopg formats it
+* ``copy_text``: the binary ``COPY`` data of those rows as psycopg formats it
   (``copy.write_row``), the last Python step before the bytes go to Postgres.
 
 Each is reported in µs per span (steps plus run spans), on two realistic batches of 512
@@ -40,18 +40,23 @@ from typing import Any
 from ingest import BATCH_SPANS, build_requests, generate_runs
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from psycopg._copy_base import TextFormatter  # what copy.write_row uses
+from psycopg import postgres, pq
+from psycopg._copy_base import BinaryFormatter  # what copy.write_row uses
 from psycopg.adapt import Transformer
 
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import OffloadPolicy, plan
-from collector_service.store.postgres import _step_values  # the COPY row, exactly
+from collector_service.store.postgres import (  # the COPY row and its types, exactly
+    _STEP_COPY_TYPES,
+    _step_values,
+)
 from xray_otel import conventions as c
 
 DEFAULT_BATCHES = 8
 DEFAULT_REPEAT = 5
 RECEIVED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 CEILING = OffloadPolicy().inline_ceiling
+_COPY_OIDS = [postgres.types[name].oid for name in _STEP_COPY_TYPES]
 
 
 def _kv(key: str, value: str) -> KeyValue:
@@ -104,7 +109,9 @@ def parse_only(body: bytes) -> ExportTraceServiceRequest:
 
 
 def copy_text(rows: Sequence[tuple[Any, ...]]) -> int:
-    formatter = TextFormatter(Transformer())
+    transformer = Transformer()
+    transformer.set_dumper_types(_COPY_OIDS, pq.Format.BINARY)
+    formatter = BinaryFormatter(transformer)
     size = sum(len(formatter.write_row(row)) for row in rows)
     return size + len(formatter.end())
 

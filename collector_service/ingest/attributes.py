@@ -32,16 +32,19 @@ _INT64_LIMIT = 2**63
 _INT32_MAX = 2**31 - 1
 _SIMPLE_COLUMNS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
                    c.STEP_CANDIDATES_OUT, c.STEP_WHY)
-_PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
+PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
+"""Metric and artifact attributes: their names are listed apart as they are read."""
 
 
 class SpanAttributes:
     """The attributes of one span: reads contract values and collects adjustments."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], prefixed: list[str] | None = None) -> None:
         self._values = values
-        self._prefixed = [name for name in values if name.startswith(_PREFIXES)]
-        """Names of metric and artifact attributes: found once, not once per reader."""
+        self._prefixed = (prefixed if prefixed is not None
+                          else [name for name in values if name.startswith(PREFIXES)])
+        """Names of metric and artifact attributes, in ``values``' order: found once (by
+        the caller as it read the values, or here), not once per reader."""
         self._consumed: set[str] = set()
         self.adjustments: list[Adjustment] = []
         self.encoded = JsonCache()
@@ -50,6 +53,11 @@ class SpanAttributes:
 
     def has(self, name: str) -> bool:
         return name in self._values
+
+    @property
+    def any_prefixed(self) -> bool:
+        """Whether any metric or artifact attribute is present."""
+        return bool(self._prefixed)
 
     def _take(self, name: str) -> Any:
         self._consumed.add(name)
@@ -213,7 +221,10 @@ class SpanAttributes:
                 continue
             value = self._take(name)
             metric = name.removeprefix(c.STEP_METRIC_PREFIX)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = type(value)
+            if metric and (kind is int or (kind is float and math.isfinite(value))):
+                found[metric] = value  # nearly every metric, spared the checks below
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 self.reject(name, f"metric must be a number, got {_kind(value)}")
             elif isinstance(value, float) and not math.isfinite(value):
                 self.reject(name, f"metric must be finite, got {value}")
@@ -232,11 +243,11 @@ class SpanAttributes:
         whichever wire format carried them (OTLP spans or X-Ray events)."""
         simple = self._simple_columns()
         if simple is not None:
-            return {**simple,
-                    "why_json": self.json_object(c.STEP_WHY_JSON),
-                    "input": self.json_value(c.STEP_INPUT),
-                    "output": self.json_value(c.STEP_OUTPUT),
-                    "metrics": self.metrics()}
+            simple["why_json"] = self.json_object(c.STEP_WHY_JSON)
+            simple["input"] = self.json_value(c.STEP_INPUT)
+            simple["output"] = self.json_value(c.STEP_OUTPUT)
+            simple["metrics"] = self.metrics()
+            return simple
         return {
             "seq": self.seq(),
             "pipeline": self.label(c.RUN_PIPELINE),

@@ -16,7 +16,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector_service.ingest.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH, SpanAttributes
+from collector_service.ingest.attributes import (
+    MAX_LABEL_CHARS,
+    MAX_RUN_ID_LENGTH,
+    PREFIXES,
+    SpanAttributes,
+)
 from collector_service.ingest.values import TooDeep, clean_text, from_any_value
 from collector_service.store.rows import (
     Adjustment,
@@ -92,7 +97,8 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
     exception = _last_exception(span)
     status, error = _status(span, exception)
     artifacts = tuple(artifact_value(name, value) for name, value
-                      in attrs.prefixed(c.ARTIFACT_PREFIX).items() if value is not None)
+                      in attrs.prefixed(c.ARTIFACT_PREFIX).items()
+                      if value is not None) if attrs.any_prefixed else ()
     return StepRow(
         run_id=_run_id(attrs, trace_id),
         step_name=attrs.label(c.STEP_NAME) or _span_name(span, attrs) or step_type,
@@ -174,23 +180,26 @@ def _read_attributes(key_values: Iterable[KeyValue]) -> SpanAttributes:
     """The span's attributes as plain values. Scalars, nearly every value, are read
     in place; arrays and maps take the recursive reader, which bounds their depth."""
     values: dict[str, Any] = {}
+    prefixed: list[str] = []
     problems: list[Adjustment] = []
     for kv in key_values:
-        value = kv.value
+        key, value = kv.key, kv.value
+        if key.startswith(PREFIXES) and key not in values:
+            prefixed.append(key)
         kind = value.WhichOneof("value")
         if kind == "string_value":
-            values[kv.key] = value.string_value
+            values[key] = value.string_value
         elif kind is None:
-            values[kv.key] = None
+            values[key] = None
         elif kind not in _NESTED:
-            values[kv.key] = getattr(value, kind)
+            values[key] = getattr(value, kind)
         else:
             try:
-                values[kv.key] = from_any_value(value)
+                values[key] = from_any_value(value)
             except TooDeep as exc:
-                values[kv.key] = None
-                problems.append(Adjustment(kv.key, f"value {exc}; dropped"))
-    attrs = SpanAttributes(values)
+                values[key] = None
+                problems.append(Adjustment(key, f"value {exc}; dropped"))
+    attrs = SpanAttributes(values, prefixed)
     attrs.adjustments.extend(problems)
     return attrs
 

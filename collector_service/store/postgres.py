@@ -1,6 +1,6 @@
 """Write mapped batches to Postgres: one transaction per export request.
 
-Runs and artifacts are written with one statement per table (rows as arrays); steps,
+Runs and artifacts are written with one statement per table (rows as JSON or arrays); steps,
 the bulk, go by ``COPY`` into a staging table and on with one ``INSERT ... SELECT``
 that skips replays. If Postgres rejects the batch because of one row's data, the batch
 is written again row by row, each in a savepoint, so one bad span never sinks the
@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -210,10 +210,11 @@ async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow]
     inserted = 0
     async with conn.cursor() as cur:
         if runs:
-            await cur.execute(_QUERIES["upsert_runs"], _run_columns(runs))
+            await cur.execute(_QUERIES["upsert_runs"], _runs_json(runs))
         if steps:
             await cur.execute(_QUERIES["stage_steps_table"])
             async with cur.copy(_QUERIES["copy_steps"]) as copy:
+                copy.set_types(_STEP_COPY_TYPES)
                 for step in steps:
                     await copy.write_row(_step_values(step))
             # After upsert_runs: its row locks make the two statements below safe
@@ -234,22 +235,29 @@ def _adjustments(row: RunRow | StepRow) -> str | None:
     return compact_json([a.as_json() for a in row.adjustments]) if row.adjustments else None
 
 
-def _run_columns(runs: Sequence[RunRow]) -> dict[str, list[Any]]:
-    return {
-        "run_id": [r.run_id for r in runs],
-        "pipeline": [r.pipeline for r in runs],
-        "entity": [r.entity for r in runs],
-        "status": [r.status for r in runs],
-        "error": [r.error for r in runs],
-        "started_at": [r.started_at for r in runs],
-        "ended_at": [r.ended_at for r in runs],
-        "trace_id": [r.trace_id for r in runs],
-        "span_id": [r.span_id for r in runs],
-        "service_name": [r.service_name for r in runs],
-        "version": [r.version for r in runs],
-        "attributes": [r.encoded.column(r.attributes) for r in runs],
-        "ingest_warnings": [_adjustments(r) for r in runs],
-    }
+def _runs_json(runs: Sequence[RunRow]) -> dict[str, str]:
+    """The ``upsert_runs`` parameter: every run as one JSON object, in one JSON array.
+    Times go as ISO 8601 text with their offset, which Postgres reads back exactly."""
+    return {"runs": compact_json([{
+        "run_id": r.run_id, "pipeline": r.pipeline, "entity": r.entity, "status": r.status,
+        "error": r.error, "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at),
+        "trace_id": r.trace_id, "span_id": r.span_id, "service_name": r.service_name,
+        "version": r.version, "attributes": r.encoded.column(r.attributes),
+        "ingest_warnings": _adjustments(r),
+    } for r in runs])}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+_STEP_COPY_TYPES = (
+    "text", "int4", "text", "text", "text", "int8", "int8", "text", "text", "text", "text",
+    "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text", "text",
+    "text",
+)
+"""The column types of ``xray_steps_incoming``, in order: a binary ``COPY`` must name
+them (each value is sent in its column's own binary form)."""
 
 
 def _step_values(s: StepRow) -> tuple[Any, ...]:
@@ -259,8 +267,9 @@ def _step_values(s: StepRow) -> tuple[Any, ...]:
     return (
         s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
         s.candidates_out, s.why, text(s.why_json), text(s.input), text(s.output),
-        text(s.metrics), s.status, s.error, s.started_at, s.ended_at, s.trace_id,
-        s.span_id, s.parent_span_id, text(s.attributes), _adjustments(s),
+        text(s.metrics) if s.metrics else "{}", s.status, s.error, s.started_at, s.ended_at,
+        s.trace_id, s.span_id, s.parent_span_id, text(s.attributes) if s.attributes else "{}",
+        _adjustments(s),
     )
 
 

@@ -1,26 +1,25 @@
 -- Named queries used by collector_service.pg_store. Each block starts with `-- name: NAME`.
--- Steps arrive by COPY (see stage_steps_table); runs and artifacts, far fewer, as
--- parallel arrays (one per column) expanded with unnest(): one round trip per
--- statement, whatever the batch size.
+-- Steps arrive by COPY (see stage_steps_table); runs as one JSON array expanded with
+-- json_to_recordset(), artifacts, far fewer, as parallel arrays (one per column) expanded
+-- with unnest(): one round trip per statement, whatever the batch size.
 
 -- name: upsert_runs
 -- A run row comes from its run span (span_id set) or is provisional, implied by steps.
 -- The run span's values win; provisional rows only fill gaps and widen the time range
 -- (a run_start event is provisional too: it turns a 'pending' row 'running').
 -- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
+-- The rows arrive as one JSON array of objects (pg_store._runs_json): encoded in C, where
+-- psycopg builds one array per column in Python, about 20 µs per run.
 INSERT INTO xray_runs AS r (
     run_id, pipeline, entity, status, error, started_at, ended_at,
     trace_id, span_id, service_name, attributes, ingest_warnings, version)
 SELECT v.run_id, v.pipeline, v.entity, v.status, v.error, v.started_at, v.ended_at,
        v.trace_id, v.span_id, v.service_name, v.attributes::jsonb, v.ingest_warnings::jsonb,
        v.version
-FROM unnest(
-    %(run_id)s::text[], %(pipeline)s::text[], %(entity)s::text[], %(status)s::text[],
-    %(error)s::text[], %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[],
-    %(trace_id)s::text[], %(span_id)s::text[], %(service_name)s::text[],
-    %(attributes)s::text[], %(ingest_warnings)s::text[], %(version)s::text[]
-) AS v(run_id, pipeline, entity, status, error, started_at, ended_at,
-       trace_id, span_id, service_name, attributes, ingest_warnings, version)
+FROM json_to_recordset(%(runs)s::json) AS v(
+    run_id text, pipeline text, entity text, status text, error text,
+    started_at timestamptz, ended_at timestamptz, trace_id text, span_id text,
+    service_name text, attributes text, ingest_warnings text, version text)
 ORDER BY v.run_id
 ON CONFLICT (run_id) DO UPDATE SET
     pipeline = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN COALESCE(EXCLUDED.pipeline, r.pipeline)
@@ -78,7 +77,9 @@ CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
 DELETE FROM xray_steps_incoming
 
 -- name: copy_steps
-COPY xray_steps_incoming FROM STDIN
+-- Binary: psycopg formats a row in a fifth of the time the text format takes, and the
+-- types are fixed (pg_store._STEP_COPY_TYPES, in this table's column order).
+COPY xray_steps_incoming FROM STDIN (FORMAT BINARY)
 
 -- name: complete_running_steps
 -- Event producers send a step's start and end apart: a 'running' row (start only) is
