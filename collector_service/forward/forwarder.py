@@ -87,7 +87,7 @@ class Forwarder:
         for outcome in _OUTCOMES:
             self.requests.labels(outcome)
         self.queue_bytes = Gauge("xray_forward_queue_bytes", "Bytes waiting to be forwarded",
-                                 registry=registry)
+                                 multiprocess_mode="livesum", registry=registry)
         self.send_seconds = Histogram("xray_forward_send_seconds",
                                       "Time to forward one request, retries included",
                                       registry=registry)
