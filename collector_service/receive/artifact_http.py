@@ -63,15 +63,16 @@ def routes(store: ArtifactStore, db: PostgresStore,
             "Content-Type": info.content_type, "Content-Length": str(info.size_bytes),
             "ETag": f'"{key}"', "Cache-Control": "public, max-age=31536000, immutable"})
         await response.prepare(request)
-        await _send_verified(response, key, first, chunks)
+        await send_verified(response, key, first, chunks)
         return response
 
     return [web.get("/v1/artifacts/{artifact_id}", get_artifact)]
 
 
-async def _send_verified(response: web.StreamResponse, key: str, held: bytes | None,
-                         chunks: Iterator[bytes]) -> None:
-    """Send ``held`` then the rest of ``chunks``, always one chunk behind the reads."""
+async def send_verified(response: web.StreamResponse, key: str, held: bytes | None,
+                        chunks: Iterator[bytes]) -> None:
+    """Send ``held`` then the rest of ``chunks``, always one chunk behind the reads, so
+    the last chunk goes out only once the hash is checked (the viewer's downloads too)."""
     try:
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             if held is not None:

@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from collector_service.errors import StorageUnavailable
+from collector_service.receive.artifact_http import send_verified
 from collector_service.store.artifacts import (
     ArtifactCorrupted,
     ArtifactNotFound,
@@ -230,16 +231,7 @@ class _Viewer:
             "Content-Type": info["content_type"], "Content-Length": str(info["size_bytes"]),
             "Content-Disposition": f'attachment; filename="{key}"'})
         await response.prepare(request)
-        try:
-            # One chunk behind the reads: the last goes out only once the hash is checked.
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                if held is not None:
-                    await response.write(held)
-                held = chunk
-        except ArtifactCorrupted as exc:
-            raise ConnectionAbortedError(str(exc)) from exc
-        if held is not None:
-            await response.write(held)
+        await send_verified(response, key, held, chunks)
         await response.write_eof()
         return response
 
