@@ -151,13 +151,19 @@ def _add_messages(message: Message, attr: str, value: Any, table: _Table, depth:
         raise Invalid(f"expected a JSON array, not {describe(value)}")
     add = getattr(message, attr).add
     for index, item in enumerate(value):
-        try:
-            if item is None:
-                raise Invalid("null is not allowed in an array")
-            _fill(add(), item, table, depth + 1)
-        except Invalid as exc:
-            exc.path.append(f"[{index}]")
-            raise
+        _fill_item(add, index, item, table, depth)
+
+
+def _fill_item(add: Callable[[], Message], index: int, item: Any, table: _Table,
+               depth: int) -> None:
+    """Fill a new element of a repeated message field; errors name the element."""
+    try:
+        if item is None:
+            raise Invalid("null is not allowed in an array")
+        _fill(add(), item, table, depth + 1)
+    except Invalid as exc:
+        exc.path.append(f"[{index}]")
+        raise
 
 
 def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
@@ -187,13 +193,7 @@ def _add_key_values(message: Message, attr: str, value: Any, table: _Table,
                         continue
                     except (Invalid, ValueError, TypeError):
                         del items[-1]  # refused: the generic walk below says exactly why
-        try:
-            if item is None:
-                raise Invalid("null is not allowed in an array")
-            _fill(add(), item, table, depth + 1)
-        except Invalid as exc:
-            exc.path.append(f"[{index}]")
-            raise
+        _fill_item(add, index, item, table, depth)
 
 
 def _add_scalars(message: Message, attr: str, value: Any,
