@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,3 +44,12 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def no_xray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the command line only, whatever the developer's shell exports
+    (use with ``pytestmark = pytest.mark.usefixtures("no_xray_environment")``)."""
+    for name in list(os.environ):
+        if name.startswith("XRAY_"):
+            monkeypatch.delenv(name)

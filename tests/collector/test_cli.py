@@ -40,12 +40,7 @@ PAYLOAD_ID = hashlib.sha256(PAYLOAD_BYTES).hexdigest()
 REASONS = {"low_rating": 50, "category_mismatch": 4700, "price_out_of_range": 200}
 
 
-@pytest.fixture(autouse=True)
-def _no_xray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings come from the command line only, whatever the developer's shell exports."""
-    for name in list(os.environ):
-        if name.startswith("XRAY_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xray_environment")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import time
@@ -30,11 +29,7 @@ from xray_otel import conventions as c
 LONG_OUTPUT = [f"candidate-{i:03d}" for i in range(60)]
 
 
-@pytest.fixture(autouse=True)
-def _no_xray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("XRAY_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xray_environment")
 
 
 @pytest.fixture

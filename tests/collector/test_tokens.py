@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import psycopg
 import pytest
@@ -15,11 +14,7 @@ from tests.fix_db import DatabaseFactory
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 
 
-@pytest.fixture(autouse=True)
-def _no_xray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("XRAY_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xray_environment")
 
 
 @pytest.fixture
