@@ -33,8 +33,13 @@ from tests.fix_pg_instance import free_port
 _HANG_S = 60
 
 
+def environment_without_xray() -> dict[str, str]:
+    """This process's environment minus X-Ray's settings, for a child ``xray``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+
+
 def xray(*argv: str, timeout: float = _HANG_S) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    env = environment_without_xray()
     return subprocess.run([sys.executable, "-m", "collector_service.cli.main", *argv],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
                           stdin=subprocess.DEVNULL)
@@ -98,7 +103,7 @@ def short_data_dir() -> Iterator[Path]:
 def test_embedded_server_stops_when_its_last_live_user_exits(short_data_dir: Path) -> None:
     pgdata = short_data_dir / "postgres" / "pgdata"
     http_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    env = environment_without_xray()
     collector = subprocess.Popen(
         [sys.executable, "-m", "collector_service.cli.main", "collector", "--data-dir",
          str(short_data_dir), "--grpc-port", "0", "--http-port", str(http_port),
@@ -155,7 +160,7 @@ with open(sys.argv[1], "w") as out:
 def modules_loaded_by(tmp_path: Path, *argv: str, code: int = 0) -> list[str]:
     """The server-stack modules a fresh interpreter holds after running ``xray ARGV``."""
     report = tmp_path / "modules.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+    env = environment_without_xray()
     subprocess.run([sys.executable, "-c", _LOADED, str(report), *argv], cwd=REPO, env=env,
                    stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=_HANG_S,
                    check=True)
