@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -79,21 +79,9 @@ def test_collectors_creating_the_same_days_at_once_create_each_once(
         db: psycopg.Connection, migrated_url: str) -> None:
     days = [FAR + timedelta(days=10 + d) for d in range(5)]
     drop_days(db, *days)
-    results: list[list[str]] = []
-    errors: list[BaseException] = []
-
-    def create() -> None:
-        try:
-            results.append(asyncio.run(_create(migrated_url, days[0], days[-1])))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=create) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    with ThreadPoolExecutor(max_workers=4) as pool:  # four collectors at once
+        results = list(pool.map(
+            lambda _: asyncio.run(_create(migrated_url, days[0], days[-1])), range(4)))
     assert sorted(len(r) for r in results) == [0, 0, 0, 5]
     drop_days(db, *days)
 
