@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,14 +122,22 @@ def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
         freed = [r[0] for r in conn.execute(_QUERIES["delete_old"], params).fetchall()]
         unreferenced = [r[0] for r in conn.execute(
             _QUERIES["unreferenced"], {"artifact_ids": freed}).fetchall()]
-    store = build_artifact_store(config)
-    deleted = sum(store.delete_if_idle(key, grace_s) for key in unreferenced)
-    kept = len(unreferenced) - deleted
+    deleted, kept = _delete_idle_artifacts(config, unreferenced, grace_s)
     print(f"deleted {_plural(runs, 'run')}, {_plural(steps, 'step')} and "
           f"{_plural(deleted, 'artifact')}"
           + (f"; kept {_plural(kept, 'artifact')} written within --artifact-grace"
              if kept else ""))
     return 0
+
+
+def _delete_idle_artifacts(config: CollectorConfig, keys: Sequence[str],
+                           grace_s: float) -> tuple[int, int]:
+    """Delete the stored payloads ``keys`` that no row references any more, except those
+    written within ``grace_s`` (a collector may be about to reference them again);
+    return (deleted, kept)."""
+    store = build_artifact_store(config)
+    deleted = sum(store.delete_if_idle(key, grace_s) for key in keys)
+    return deleted, len(keys) - deleted
 
 
 def _plural(count: int, noun: str) -> str:
@@ -149,11 +157,8 @@ def cmd_retention(args: argparse.Namespace, config: CollectorConfig) -> int:
     except RetentionLocked as exc:
         raise XRayError(f"{exc}: other queries kept xray_steps locked; nothing was removed, "
                         "try again") from None
-    deleted = 0
-    if not args.dry_run:
-        store = build_artifact_store(config)
-        deleted = sum(store.delete_if_idle(key, grace_s) for key in result.unreferenced_artifacts)
-    kept = 0 if args.dry_run else len(result.unreferenced_artifacts) - deleted
+    deleted, kept = (0, 0) if args.dry_run else _delete_idle_artifacts(
+        config, result.unreferenced_artifacts, grace_s)
     if args.json:
         print(json.dumps({
             "cutoff": result.cutoff.isoformat(), "dry_run": args.dry_run,
