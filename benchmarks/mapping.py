@@ -46,9 +46,9 @@ from psycopg.adapt import Transformer
 
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import OffloadPolicy, plan
-from collector_service.store.postgres import (  # the COPY row and its types, exactly
-    _STEP_COPY_TYPES,
-    _step_values,
+from collector_service.store.steps import (  # the COPY row of a new step and its types
+    _NEW_TYPES,
+    _new_step_values,
 )
 from xray_otel import conventions as c
 
@@ -56,7 +56,7 @@ DEFAULT_BATCHES = 8
 DEFAULT_REPEAT = 5
 RECEIVED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 CEILING = OffloadPolicy().inline_ceiling
-_COPY_OIDS = [postgres.types[name].oid for name in _STEP_COPY_TYPES]
+_COPY_OIDS = [postgres.types[name].oid for name in _NEW_TYPES]
 
 
 def _kv(key: str, value: str) -> KeyValue:
@@ -98,7 +98,7 @@ def map_to_rows(body: bytes) -> list[tuple[Any, ...]]:
     for step in batch.steps:
         if plan(step, CEILING):  # nothing offloads in these batches; the plan still runs
             raise AssertionError("a benchmark value crossed the inline ceiling")
-        rows.append(_step_values(step))
+        rows.append(_new_step_values(step))
     return rows
 
 

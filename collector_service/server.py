@@ -121,6 +121,7 @@ class Collector:
                                     timeout_s=config.db_timeout,
                                     on_availability=self._availability_changed)
         await self._store.open()
+        await self._store.check_privileges()
         self._partitions = asyncio.create_task(
             keep_partitions_ahead(self._store.create_step_partitions), name="xray-partitions")
         self.metrics.db_up.set(1)

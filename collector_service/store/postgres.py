@@ -1,11 +1,12 @@
 """Write mapped batches to Postgres: one transaction per export request.
 
 Runs and artifacts are written with one statement per table (rows as JSON or arrays); steps,
-the bulk, go by ``COPY`` into a staging table and on with one ``INSERT ... SELECT``
-that skips replays. If Postgres rejects the batch because of one row's data, the batch
-is written again row by row, each in a savepoint, so one bad span never sinks the
-others. Connection failures and timeouts become :class:`StorageUnavailable`, which the
-receivers turn into a retryable OTLP status.
+the bulk, go by ``COPY`` (``store.steps``): new ones straight into ``xray_steps``, the rest
+through a staging table and one ``INSERT ... SELECT`` that merges them with what is stored.
+If Postgres rejects the batch because of one row's data, the batch is written again row
+by row, each in a savepoint and through the staging route, so one bad span never sinks
+the others. Connection failures and timeouts become :class:`StorageUnavailable`, which
+the receivers turn into a retryable OTLP status.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from collector_service.errors import StorageError, StorageUnavailable
+from collector_service.errors import ConfigError, StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
 from collector_service.store.partitions import create_step_partitions
 from collector_service.store.queries import load
-from collector_service.store.rows import ArtifactRef, RejectedSpan, RunRow, StepRow, compact_json
+from collector_service.store.rows import (
+    ArtifactRef,
+    RejectedSpan,
+    RunRow,
+    StepRow,
+    adjustments_json,
+    compact_json,
+)
+from collector_service.store.steps import write_steps
 from collector_service.store.tokens import ManagedTokens, read_managed_tokens
 
 logger = logging.getLogger(__name__)
@@ -134,6 +143,23 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute("SELECT 1")
 
+    async def check_privileges(self) -> None:
+        """Raise :class:`ConfigError` if the role cannot create the temporary staging table
+        that replayed steps go through: most batches never need it, so without this check
+        the first replay would be the first to fail. An unreachable database is left to
+        the availability watch."""
+        try:
+            async with self._connection() as conn:
+                cur = await conn.execute(_QUERIES["role_can_stage"])
+                row = await cur.fetchone()
+        except StorageUnavailable:
+            return
+        if row is not None and not row[0]:
+            raise ConfigError(
+                f"the database role {row[1]!r} of the database URL lacks TEMPORARY on database"
+                f" {row[2]!r}: the collector stages replayed steps in a temporary table"
+                f" (GRANT TEMPORARY ON DATABASE {row[2]} TO {row[1]})")
+
     async def managed_tokens(self) -> ManagedTokens:
         """The tokens managed with ``xray tokens``: active hashes, revoked count."""
         async with self._connection() as conn:
@@ -191,7 +217,8 @@ class PostgresStore:
             for run in runs:
                 try:
                     async with conn.transaction():
-                        await _write_rows(conn, [run], [], by_span[(run.trace_id, run.span_id)])
+                        await _write_rows(conn, [run], [], by_span[(run.trace_id, run.span_id)],
+                                          copy_new=False)
                 except _DATA_ERRORS as exc:
                     rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
                                                  f"run {run.run_id!r}: {first_line(exc)}"))
@@ -199,40 +226,25 @@ class PostgresStore:
                 try:
                     async with conn.transaction():
                         inserted += await _write_rows(
-                            conn, [], [step], by_span[(step.trace_id, step.span_id)])
+                            conn, [], [step], by_span[(step.trace_id, step.span_id)],
+                            copy_new=False)
                 except _DATA_ERRORS as exc:
                     rejected.append(RejectedSpan(step.trace_id, step.span_id, first_line(exc)))
         return WriteResult(inserted, tuple(rejected))
 
 
 async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow],
-                      steps: Sequence[StepRow], artifacts: Sequence[ArtifactRef]) -> int:
+                      steps: Sequence[StepRow], artifacts: Sequence[ArtifactRef],
+                      *, copy_new: bool = True) -> int:
     inserted = 0
     async with conn.cursor() as cur:
         if runs:
             await cur.execute(_QUERIES["upsert_runs"], _runs_json(runs))
-        if steps:
-            await cur.execute(_QUERIES["stage_steps_table"])
-            async with cur.copy(_QUERIES["copy_steps"]) as copy:
-                copy.set_types(_STEP_COPY_TYPES)
-                for step in steps:
-                    await copy.write_row(_step_values(step))
-            # After upsert_runs: its row locks make the two statements below safe
-            # against concurrent batches of the same runs (see ingest.sql).
-            await cur.execute(_QUERIES["complete_running_steps"])
-            inserted = max(cur.rowcount, 0)
-            await cur.execute(_QUERIES["insert_steps"])
-            inserted += max(cur.rowcount, 0)
-        completed = [run.run_id for run in runs if run.from_run_span]
-        if completed:
-            await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": completed})
+        if steps or any(run.from_run_span for run in runs):
+            inserted = await write_steps(cur, runs, steps, copy_new=copy_new)
         if artifacts:
             await cur.execute(_QUERIES["insert_artifacts"], _artifact_columns(artifacts))
     return inserted
-
-
-def _adjustments(row: RunRow | StepRow) -> str | None:
-    return compact_json([a.as_json() for a in row.adjustments]) if row.adjustments else None
 
 
 def _runs_json(runs: Sequence[RunRow]) -> dict[str, str]:
@@ -243,34 +255,12 @@ def _runs_json(runs: Sequence[RunRow]) -> dict[str, str]:
         "error": r.error, "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at),
         "trace_id": r.trace_id, "span_id": r.span_id, "service_name": r.service_name,
         "version": r.version, "attributes": r.encoded.column(r.attributes),
-        "ingest_warnings": _adjustments(r),
+        "ingest_warnings": adjustments_json(r),
     } for r in runs])}
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-_STEP_COPY_TYPES = (
-    "text", "int4", "text", "text", "text", "int8", "int8", "text", "text", "text", "text",
-    "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text", "text",
-    "text",
-)
-"""The column types of ``xray_steps_incoming``, in order: a binary ``COPY`` must name
-them (each value is sent in its column's own binary form)."""
-
-
-def _step_values(s: StepRow) -> tuple[Any, ...]:
-    """One row for ``COPY xray_steps_incoming``, in that table's column order. JSON
-    values come from the row's cache: the artifact plan already encoded most of them."""
-    text = s.encoded.column
-    return (
-        s.run_id, s.seq, s.step_name, s.step_type, s.pipeline, s.candidates_in,
-        s.candidates_out, s.why, text(s.why_json), text(s.input), text(s.output),
-        text(s.metrics) if s.metrics else "{}", s.status, s.error, s.started_at, s.ended_at,
-        s.trace_id, s.span_id, s.parent_span_id, text(s.attributes) if s.attributes else "{}",
-        _adjustments(s),
-    )
 
 
 def _artifact_columns(refs: Sequence[ArtifactRef]) -> dict[str, list[Any]]:

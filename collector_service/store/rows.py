@@ -193,3 +193,8 @@ class ArtifactRef:
         if self.downgraded:
             reference["downgraded"] = self.downgrade_reason or True
         return reference
+
+
+def adjustments_json(row: StepRow | RunRow) -> str | None:
+    """The row's ``ingest_warnings`` column: its adjustments as JSON, or NULL if none."""
+    return compact_json([a.as_json() for a in row.adjustments]) if row.adjustments else None

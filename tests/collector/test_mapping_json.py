@@ -12,13 +12,22 @@ import pytest
 
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import oversized_attributes, plan
-from collector_service.store.postgres import _step_values
 from collector_service.store.rows import JsonCache, StepRow, compact_json
+from collector_service.store.steps import _new_step_values, _staged_step_values
 from tests.otlp_builders import request, span
 from xray_otel import conventions as c
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
-INPUT_COLUMN = 9  # position of ``input`` in the COPY row
+INPUT_COLUMN = 9  # position of ``input`` in the COPY rows
+
+
+def copied_input(step: StepRow) -> Any:
+    """``input`` as each COPY route sends it (staging text; ``jsonb``'s binary form: version
+    byte 1, then the text), parsed; both must agree."""
+    staged = _staged_step_values(step)[INPUT_COLUMN]
+    new = _new_step_values(step)[INPUT_COLUMN]
+    assert new == b"\x01" + staged.encode()
+    return json.loads(staged)
 
 
 def map_one_step(attributes: dict[str, object]) -> StepRow:
@@ -44,7 +53,7 @@ def test_input_json_reads_exactly_as_the_standard_library_reads_it(text: str) ->
     step = map_one_step({c.STEP_INPUT: text})
     assert step.input == json.loads(text)
     assert type(step.input) is type(json.loads(text))
-    assert json.loads(_step_values(step)[INPUT_COLUMN]) == json.loads(text)
+    assert copied_input(step) == json.loads(text)
     assert not step.adjustments
 
 
@@ -58,7 +67,7 @@ def test_json_orjson_refuses_takes_the_standard_librarys_path(text: str, stored:
     step = map_one_step({c.STEP_INPUT: text})
     assert step.input == stored
     assert step.adjustments  # what changed is said, as before
-    assert json.loads(_step_values(step)[INPUT_COLUMN]) == stored
+    assert copied_input(step) == stored
 
 
 def test_a_parsed_value_is_encoded_once_and_that_text_goes_everywhere() -> None:
@@ -70,7 +79,8 @@ def test_a_parsed_value_is_encoded_once_and_that_text_goes_everywhere() -> None:
     (payload,) = plan(step, ceiling=4096)
     assert payload.attribute == c.STEP_INPUT
     assert payload.data == text.encode()  # the artifact body is that text
-    assert _step_values(step)[INPUT_COLUMN] is text
+    assert _staged_step_values(step)[INPUT_COLUMN] is text
+    assert _new_step_values(step)[INPUT_COLUMN] == b"\x01" + text.encode()
 
 
 def test_cache_never_serves_the_text_of_another_object() -> None:

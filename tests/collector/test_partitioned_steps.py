@@ -226,13 +226,15 @@ def test_an_end_without_start_time_completes_a_start_of_the_day_before(
     db.execute("DROP TABLE xray_steps_p20260101, xray_steps_p20260102")
 
 
+@pytest.mark.parametrize("pipeline", [{}, {"pipeline": "p"}], ids=["staged", "copied"])
 def test_the_same_steps_sent_to_several_collectors_at_once_are_stored_once(
-        db: psycopg.Connection, migrated_url: str) -> None:
+        db: psycopg.Connection, migrated_url: str, pipeline: dict[str, str]) -> None:
     """Ends without times take their receive time as start time, so copies received by
     different collectors differ in started_at and the unique key cannot catch them.
     Concurrent batches of one run serialise on its xray_runs row instead: the later one
-    sees the earlier one's steps."""
-    ends = [{"stepEnd": {"runId": "shared", "stepId": str(i), "type": "rank"}}
+    sees the earlier one's steps. Steps naming their pipeline take the COPY route for new
+    steps, the others the staging route: both are covered."""
+    ends = [{"stepEnd": {"runId": "shared", "stepId": str(i), "type": "rank", **pipeline}}
             for i in range(50)]
     received = datetime.now(UTC)
     for _ in range(3):

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from collector_service.errors import StorageError
+from collector_service.errors import ConfigError, StorageError
 from collector_service.ingest.mapping import map_request
 from collector_service.store.migrate import apply_migrations
 from collector_service.store.postgres import PostgresStore, WriteResult
@@ -28,6 +28,15 @@ async def _write(url: str, runs: Sequence[RunRow], steps: Sequence[StepRow]) -> 
     await store.open()
     try:
         return await store.write(runs, steps)
+    finally:
+        await store.close()
+
+
+async def _check_privileges(url: str) -> None:
+    store = PostgresStore(url, max_size=1)
+    await store.open()
+    try:
+        await store.check_privileges()
     finally:
         await store.close()
 
@@ -67,6 +76,9 @@ def test_a_role_without_the_temporary_privilege_gets_an_error_naming_it(
             counts = admin.execute("SELECT (SELECT count(*) FROM xray_runs),"
                                    " (SELECT count(*) FROM xray_steps)").fetchone()
             assert counts == (0, 0)  # the transaction left nothing half-written
+            # Most batches skip the staging table, so the collector checks at start.
+            with pytest.raises(ConfigError, match=f"role '{role_name}'.* lacks TEMPORARY"):
+                asyncio.run(_check_privileges(role_url))
         finally:
             admin.execute(sql.SQL("DROP OWNED BY {}").format(role))
             admin.execute(sql.SQL("DROP ROLE {}").format(role))

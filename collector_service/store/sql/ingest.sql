@@ -1,4 +1,5 @@
--- Named queries used by collector_service.pg_store. Each block starts with `-- name: NAME`.
+-- Named queries of collector_service.store (postgres.py, steps.py). Each block starts
+-- with `-- name: NAME`.
 -- Steps arrive by COPY (see stage_steps_table); runs as one JSON array expanded with
 -- json_to_recordset(), artifacts, far fewer, as parallel arrays (one per column) expanded
 -- with unnest(): one round trip per statement, whatever the batch size.
@@ -8,7 +9,7 @@
 -- The run span's values win; provisional rows only fill gaps and widen the time range
 -- (a run_start event is provisional too: it turns a 'pending' row 'running').
 -- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
--- The rows arrive as one JSON array of objects (pg_store._runs_json): encoded in C, where
+-- The rows arrive as one JSON array of objects (postgres._runs_json): encoded in C, where
 -- psycopg builds one array per column in Python, about 20 µs per run.
 INSERT INTO xray_runs AS r (
     run_id, pipeline, entity, status, error, started_at, ended_at,
@@ -60,12 +61,36 @@ WHERE (EXCLUDED.span_id IS NOT NULL
    OR (r.pipeline IS NULL AND EXCLUDED.pipeline IS NOT NULL)
    OR (r.entity IS NULL AND EXCLUDED.entity IS NOT NULL)
 
+-- name: stored_step_keys
+-- The steps already stored for the given runs: (run_id, trace_id, span_id) and whether
+-- the row still lacks a pipeline. Read after upsert_runs, whose row locks stay until
+-- commit: no other batch can store a step of these runs in between, so a step of the
+-- batch whose key is not here is new, and goes by COPY straight into xray_steps
+-- (store/steps.py). One index probe per run: without started_at a probe cannot be pruned to
+-- one partition, and a batch holds several steps of each run (OFFSET 0 keeps the planner
+-- from turning the probes into a scan of xray_steps).
+SELECT t.run_id, t.trace_id, t.span_id, t.pipeline IS NULL
+FROM unnest(%(run_ids)s::text[]) AS b(run_id)
+CROSS JOIN LATERAL (
+    SELECT x.run_id, x.trace_id, x.span_id, x.pipeline FROM xray_steps x
+    WHERE x.run_id = b.run_id OFFSET 0) AS t
+
+-- name: copy_new_steps
+-- New steps (see stored_step_keys) by binary COPY into xray_steps itself, routed to their
+-- day partitions by PostgreSQL. Column order = steps._new_step_values().
+COPY xray_steps (
+    run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+    why, why_json, input, output, metrics, status, error, started_at, ended_at,
+    trace_id, span_id, parent_span_id, attributes, ingest_warnings)
+FROM STDIN (FORMAT BINARY)
+
 -- name: stage_steps_table
--- Steps travel by COPY, the fastest way into Postgres, into this temporary table (it
--- empties at every commit), and go on to xray_steps with one INSERT ... SELECT, since
--- COPY alone cannot skip replayed spans. Created on first use in each session, so it
+-- Steps that may already be stored (replays, the ends of running steps, a key twice in
+-- one batch) or lack a pipeline travel by COPY into this temporary table (it empties at
+-- every commit), and go on to xray_steps with one INSERT ... SELECT, since COPY alone
+-- cannot skip replayed spans. Created on first use in each session, so it
 -- also works behind a transaction-pooling proxy. Emptied first as well: the row-by-row
--- fallback stages many times in one transaction. Column order = pg_store._step_values().
+-- fallback stages many times in one transaction. Column order = steps._staged_step_values().
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE IF NOT EXISTS xray_steps_incoming (
     run_id text, seq int, step_name text, step_type text, pipeline text,
@@ -78,7 +103,7 @@ DELETE FROM xray_steps_incoming
 
 -- name: copy_steps
 -- Binary: psycopg formats a row in a fifth of the time the text format takes, and the
--- types are fixed (pg_store._STEP_COPY_TYPES, in this table's column order).
+-- types are fixed (steps._STAGED_TYPES, in this table's column order).
 COPY xray_steps_incoming FROM STDIN (FORMAT BINARY)
 
 -- name: complete_running_steps
@@ -175,6 +200,11 @@ SELECT * FROM unnest(
     %(storage)s::text[], %(location)s::text[], %(preview)s::text[],
     %(downgraded)s::boolean[], %(downgrade_reason)s::text[])
 ON CONFLICT (run_id, trace_id, span_id, attribute) DO NOTHING
+
+-- name: role_can_stage
+-- Whether the collector's role may create the temporary staging table (stage_steps_table).
+SELECT has_database_privilege(current_database(), 'TEMPORARY'), current_user,
+       current_database()
 
 -- name: artifact_info
 SELECT artifact_id, size_bytes, content_type, NOT downgraded, downgrade_reason, preview
