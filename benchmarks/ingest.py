@@ -404,7 +404,7 @@ def run_phases(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int) -
 def run_workers(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int,
                 counts: Sequence[int]) -> tuple[list[Result], dict[int, Any]]:
     """``xray collector --workers N`` for each count, and the COPY baseline, interleaved."""
-    from ingest_workers import run_worker_phases
+    from ingest_workers import CpuShares, run_worker_phases
 
     requests = [r.SerializeToString() for r in build_requests(runs)]
     rows = copy_rows(runs)
@@ -412,7 +412,7 @@ def run_workers(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int,
         generate_runs(STEPS_PER_RUN * 4 * max(SENDER_COUNTS), SEED + 1))]
     steps = sum(len(run.steps) for run in runs)
     timed: dict[int, list[float]] = {n: [] for n in counts}
-    cpu: dict[int, list[float]] = {}
+    cpu: dict[int, CpuShares] = {}
     copy = Result("baseline_copy", len(rows), "rows")
     rss = run_worker_phases(
         url, data_dir, counts, requests, warmup, repeat, timed,
@@ -421,10 +421,16 @@ def run_workers(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int,
     verify_same_rows(url)
     results = [Result(f"ingest_grpc_workers_{n}", steps + len(runs), "spans", timed[n])
                for n in counts]
-    for n, seconds in cpu.items():
-        per_span = sorted(s / (steps + len(runs)) * 1e6 for s in seconds)
+    spans = steps + len(runs)
+    for n, shares in cpu.items():
+        per_span = sorted(s / spans * 1e6 for s in shares.collector)
         print(f"collector CPU, --workers {n}: {statistics.median(per_span):.1f} µs per span "
               f"(all workers, user + system; rounds {per_span[0]:.1f}-{per_span[-1]:.1f})")
+        print(f"CPU per span, --workers {n} (medians of the rounds): collector "
+              f"{statistics.median(shares.collector) / spans * 1e6:.1f} µs, PostgreSQL "
+              f"{statistics.median(shares.postgres) / spans * 1e6:.1f} µs, senders "
+              f"{statistics.median(shares.senders) / spans * 1e6:.1f} µs; machine busy "
+              f"{statistics.median(shares.busy):.0%} of {os.cpu_count()} cores")
     return [*results, copy], rss
 
 

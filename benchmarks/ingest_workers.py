@@ -13,6 +13,11 @@ What it measures
 * ``baseline_copy``: the plain ``COPY`` of the same rows, in the same rounds.
 * The workers' CPU time per span (user + system, all threads, from ``/proc``): the
   Python cost per span, less sensitive than wall time to other jobs on the machine.
+* Where the machine's CPU went in those rounds, per span: the workers, PostgreSQL (every
+  process named ``postgres``, so only when the server runs on this machine), the sender
+  processes (``getrusage`` from the start signal to their last answer), and how busy
+  the machine was (``/proc/stat``). On a machine the senders and the database share,
+  this says whether the collector, the database or the load generator is the limit.
 * Peak RSS of every worker process (``VmHWM`` in ``/proc/<pid>/status``) after all
   rounds, that is under full load, and of the supervisor.
 
@@ -80,7 +85,26 @@ def collector(url: str, data_dir: Path, workers: int) -> Iterator[RunningCollect
         process.wait(60)
 
 
-def timed_send(port: int, requests: Sequence[bytes]) -> float:
+@dataclass(frozen=True)
+class Sent:
+    """One timed send: wall time from start to the last answer, and the senders' CPU."""
+
+    seconds: float
+    sender_cpu_s: float
+
+
+@dataclass
+class CpuShares:
+    """CPU seconds each part used over the timed rounds of one worker count."""
+
+    collector: list[float]
+    postgres: list[float]
+    senders: list[float]
+    busy: list[float]
+    """Share of the machine's CPU time in use (0 to 1) during each round."""
+
+
+def timed_send(port: int, requests: Sequence[bytes]) -> Sent:
     """Send every request from the sender processes; wall time from start to last answer."""
     context = multiprocessing.get_context("spawn")
     queue: Any = context.Queue()
@@ -106,7 +130,7 @@ def timed_send(port: int, requests: Sequence[bytes]) -> float:
     failures = [end for end in ends if isinstance(end, str)]
     if failures:
         raise BenchmarkError(failures[0])
-    return max(ends) - began
+    return Sent(max(last for last, _ in ends) - began, sum(cpu for _, cpu in ends))
 
 
 def _sender(port: int, queue: Any, finished: Any, ready: Event, start: Event) -> None:
@@ -138,13 +162,21 @@ def _sender(port: int, queue: Any, finished: Any, ready: Event, start: Event) ->
     threads = [threading.Thread(target=send, args=(c,)) for c in channels]
     ready.set()
     start.wait()
+    before = _own_cpu_seconds()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    finished.put(errors[0] if errors else last[0])
+    finished.put(errors[0] if errors else (last[0], _own_cpu_seconds() - before))
     for channel in channels:
         channel.close()
+
+
+def _own_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -158,10 +190,10 @@ def peak_rss_mib(pid: int) -> float:
 def run_worker_phases(url: str, data_dir: Path, worker_counts: Sequence[int],
                       requests: Sequence[bytes], warmup: Sequence[bytes], repeat: int,
                       timed: dict[int, list[float]], copy_round: Callable[[], None],
-                      verify: Callable[[], None], cpu: dict[int, list[float]] | None = None
+                      verify: Callable[[], None], cpu: dict[int, CpuShares] | None = None
                       ) -> dict[int, tuple[list[float], float | None]]:
     """Rounds of: each worker count, then ``copy_round()``; the peak RSS of each worker.
-    ``cpu`` receives the CPU seconds all workers of each count spent in each round."""
+    ``cpu`` receives where the CPU went in each round of each count."""
     with ExitStack() as stack:
         running = {n: stack.enter_context(collector(url, data_dir / f"workers-{n}", n))
                    for n in worker_counts}
@@ -171,10 +203,17 @@ def run_worker_phases(url: str, data_dir: Path, worker_counts: Sequence[int],
             for n, collector_ in running.items():
                 reset_tables(url)
                 pids = collector_.worker_pids()
-                before = cpu_seconds(pids)
-                timed[n].append(timed_send(collector_.grpc_port, requests))
+                before = cpu_seconds(pids), cpu_seconds(_postgres_pids()), _machine_ticks()
+                sent = timed_send(collector_.grpc_port, requests)
+                timed[n].append(sent.seconds)
                 if cpu is not None:
-                    cpu.setdefault(n, []).append(cpu_seconds(pids) - before)
+                    busy, total = (a - b for a, b in zip(_machine_ticks(), before[2],
+                                                         strict=True))
+                    shares = cpu.setdefault(n, CpuShares([], [], [], []))
+                    shares.collector.append(cpu_seconds(pids) - before[0])
+                    shares.postgres.append(cpu_seconds(_postgres_pids()) - before[1])
+                    shares.senders.append(sent.sender_cpu_s)
+                    shares.busy.append(busy / max(total, 1))
                 verify()
             copy_round()
         return {n: ([peak_rss_mib(pid) for pid in c.worker_pids()],
@@ -186,9 +225,31 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     """User and system CPU time the processes have used so far (all their threads)."""
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # gone since listed (a database backend that ended)
+            continue
         total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    """Every process of a PostgreSQL server on this machine (none for a remote one)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _children(parent: int) -> list[int]:
