@@ -233,7 +233,7 @@ def worker_main() -> int:
 
 async def _serve(config: CollectorConfig, parent: int) -> None:
     """Start, serve until SIGTERM or SIGINT (even one received while starting), drain."""
-    from collector_service.server import Collector
+    from collector_service.server import Collector, settle_garbage_collector
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -241,6 +241,7 @@ async def _serve(config: CollectorConfig, parent: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     collector = Collector(config)
     await collector.start()
+    settle_garbage_collector()
     watch = asyncio.create_task(_watch_parent(parent, stop))
     await stop.wait()
     watch.cancel()
