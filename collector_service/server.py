@@ -291,7 +291,7 @@ class Collector:
         logger.info("stopped")
 
 
-GC_YOUNG_THRESHOLD = 50_000
+GC_YOUNG_THRESHOLD = 10_000
 """Container objects allocated (net) before Python's cyclic collector runs; its default is 700."""
 
 
@@ -299,13 +299,15 @@ def settle_garbage_collector() -> None:
     """Tune Python's cyclic garbage collector for a collector process, once it has started.
 
     Mapping a request allocates thousands of dicts, tuples and rows that reference counting
-    frees as soon as the request is stored; with the default threshold the cyclic collector
-    still ran every 700 allocations and scanned them, about 12% of a worker's CPU under load
-    (docs/performance.md). Objects made at start-up (modules, the server, the pool) live as
-    long as the process, so they are frozen out of every collection; and the collector runs
-    after 50,000 net allocations: cyclic garbage is still collected, only less often (at most
-    that many objects wait, a few MiB). Only for the ``xray collector`` process itself: a
-    collector embedded in another program leaves that program's settings alone.
+    frees once the request is stored; with the default threshold the cyclic collector ran
+    every 700 allocations and scanned whatever was alive, about 12% of a worker's CPU under
+    load (docs/performance.md). Objects made at start-up (modules, the server, the pool)
+    live as long as the process, so they are frozen out of every collection, and the
+    collector runs after 10,000 allocations. Not higher: a refused gRPC request leaves a
+    reference cycle (in gRPC's own abort handling) that holds its payload until the next
+    collection, and at 50,000 those payloads pushed the overload test past its memory
+    bound. Only for the ``xray collector`` process itself: a collector embedded in another
+    program leaves that program's settings alone.
     """
     gc.collect()
     gc.freeze()
