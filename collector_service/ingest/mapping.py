@@ -142,7 +142,7 @@ def _plain_step(span: Span, service_name: str | None) -> StepRow | None:
             return None  # replaced, and noted
         step_name = span.name[:MAX_LABEL_CHARS] or step_type
     trace_id = span.trace_id.hex()
-    exception = _last_exception(span)
+    exception = _last_exception(span) if span.events else None
     status, error = _status(span, exception)
     return StepRow(
         run_id=get(c.RUN_ID) or trace_id,
@@ -298,7 +298,7 @@ def _times(span: Span, received_at: datetime, attrs: SpanAttributes) -> tuple[da
 
 
 def _from_unix_nano(value: int) -> datetime:
-    return datetime.fromtimestamp(value // 1000 / 1_000_000, tz=UTC)
+    return datetime.fromtimestamp(value // 1000 / 1_000_000, UTC)  # by keyword: 50% slower
 
 
 def _status(span: Span, exception: dict[str, Any] | None) -> tuple[str, str | None]:

@@ -12,7 +12,7 @@ span takes the general route: the fast route never decides what a value becomes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -39,7 +39,8 @@ _CONTRACT = frozenset({c.STEP_TYPE, *_LABELS, *_INTEGERS, *_JSON})
 """The attributes a step row's columns take; every other one stays in ``attributes``."""
 _METRIC = c.STEP_METRIC_PREFIX
 _METRIC_LENGTH = len(c.STEP_METRIC_PREFIX)
-_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+_SCALARS = frozenset({"bool_value", "int_value", "double_value"})
+"""Scalar kinds besides strings (the usual value, read without ``getattr``)."""
 
 
 class PlainStep(NamedTuple):
@@ -52,20 +53,21 @@ class PlainStep(NamedTuple):
     encoded: JsonCache
 
 
-def read_plain_step(key_values: Iterable[KeyValue]) -> PlainStep | None:
+def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
     """The span's attributes when every one is plain (see the module), else ``None``."""
     columns: dict[str, Any] = {}
     metrics: dict[str, float | int] = {}
     remaining: dict[str, Any] = {}
-    count = 0
     for kv in key_values:
-        count += 1
         key, any_value = kv.key, kv.value
         kind = any_value.WhichOneof("value")
-        if kind is None:
-            value = None
+        value: Any
+        if kind == "string_value":
+            value = any_value.string_value
         elif kind in _SCALARS:
             value = getattr(any_value, kind)
+        elif kind is None:
+            value = None
         else:
             return None  # bytes, arrays and maps: the general readers' business
         if key in _CONTRACT:
@@ -80,7 +82,7 @@ def read_plain_step(key_values: Iterable[KeyValue]) -> PlainStep | None:
             return None
         else:
             remaining[key] = value
-    if count != len(columns) + len(metrics) + len(remaining):
+    if len(key_values) != len(columns) + len(metrics) + len(remaining):
         return None  # a repeated key: the general readers keep the first one's place
     if columns.get(c.STEP_TYPE) not in c.STEP_TYPES:
         return None
