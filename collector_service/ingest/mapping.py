@@ -22,6 +22,7 @@ from collector_service.ingest.attributes import (
     PREFIXES,
     SpanAttributes,
 )
+from collector_service.ingest.plain_step import read_plain_step
 from collector_service.ingest.values import TooDeep, clean_text, from_any_value
 from collector_service.store.rows import (
     Adjustment,
@@ -90,6 +91,9 @@ def _identity_problem(span: Span) -> str | None:
 
 def map_step(span: Span, service_name: str | None, received_at: datetime) -> StepRow:
     """The ``xray_steps`` row for one step span."""
+    plain = _plain_step(span, service_name)
+    if plain is not None:
+        return plain
     attrs = _read_attributes(span.attributes)
     trace_id = span.trace_id.hex()
     step_type = read_step_type(attrs)
@@ -116,6 +120,54 @@ def map_step(span: Span, service_name: str | None, received_at: datetime) -> Ste
         adjustments=tuple(attrs.adjustments),
         artifacts=artifacts,
         encoded=attrs.encoded,
+    )
+
+
+def _plain_step(span: Span, service_name: str | None) -> StepRow | None:
+    """The row of a plain step span (see :mod:`~collector_service.ingest.plain_step`),
+    built straight from one walk over its attributes; ``None`` for any other span, which
+    :func:`map_step`'s general readers then map, with their notes."""
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if not 0 < start <= end:
+        return None  # a missing or reversed time is noted
+    read = read_plain_step(span.attributes)
+    if read is None:
+        return None
+    columns, metrics, remaining, encoded = read
+    get = columns.get
+    step_type = columns[c.STEP_TYPE]
+    step_name = get(c.STEP_NAME)
+    if not step_name:
+        if "\x00" in span.name:
+            return None  # replaced, and noted
+        step_name = span.name[:MAX_LABEL_CHARS] or step_type
+    trace_id = span.trace_id.hex()
+    exception = _last_exception(span) if span.events else None
+    status, error = _status(span, exception)
+    return StepRow(
+        run_id=get(c.RUN_ID) or trace_id,
+        seq=get(c.STEP_SEQ),
+        step_name=step_name,
+        step_type=step_type,
+        pipeline=get(c.RUN_PIPELINE),
+        entity=get(c.RUN_ENTITY),
+        candidates_in=get(c.STEP_CANDIDATES_IN),
+        candidates_out=get(c.STEP_CANDIDATES_OUT),
+        why=get(c.STEP_WHY),
+        why_json=get(c.STEP_WHY_JSON),
+        input=get(c.STEP_INPUT),
+        output=get(c.STEP_OUTPUT),
+        metrics=metrics,
+        status=status,
+        error=error,
+        started_at=_from_unix_nano(start),
+        ended_at=_from_unix_nano(end),
+        trace_id=trace_id,
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else None,
+        service_name=service_name,
+        attributes=_with_exception_details(remaining, exception),
+        encoded=encoded,
     )
 
 
@@ -246,7 +298,7 @@ def _times(span: Span, received_at: datetime, attrs: SpanAttributes) -> tuple[da
 
 
 def _from_unix_nano(value: int) -> datetime:
-    return datetime.fromtimestamp(value // 1000 / 1_000_000, tz=UTC)
+    return datetime.fromtimestamp(value // 1000 / 1_000_000, UTC)  # by keyword: 50% slower
 
 
 def _status(span: Span, exception: dict[str, Any] | None) -> tuple[str, str | None]:
