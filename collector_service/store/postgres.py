@@ -158,7 +158,7 @@ class PostgresStore:
             raise ConfigError(
                 f"the database role {row[1]!r} of the database URL lacks TEMPORARY on database"
                 f" {row[2]!r}: the collector stages replayed steps in a temporary table"
-                f" (GRANT TEMPORARY ON DATABASE {row[2]} TO {row[1]})")
+                f' (GRANT TEMPORARY ON DATABASE "{row[2]}" TO "{row[1]}")')
 
     async def managed_tokens(self) -> ManagedTokens:
         """The tokens managed with ``xray tokens``: active hashes, revoked count."""

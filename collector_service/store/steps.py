@@ -104,7 +104,9 @@ _STAGED_TYPES = (
 """The column types of ``xray_steps_incoming``, in order: a binary ``COPY`` must name
 them (each value is sent in its column's own binary form)."""
 
-_NEW_TYPES = tuple("bytea" if column in {8, 9, 10, 11, 19, 20} else kind
+_JSONB_COLUMNS = {8, 9, 10, 11, 19, 20}
+"""Positions of why_json, input, output, metrics, attributes and ingest_warnings."""
+_NEW_TYPES = tuple("bytea" if column in _JSONB_COLUMNS else kind
                    for column, kind in enumerate(_STAGED_TYPES))
 """The same columns of ``xray_steps`` itself, where the JSON ones are ``jsonb``. The
 binary form of ``jsonb`` is a version byte (1) and the JSON text: the row carries those
