@@ -1,6 +1,6 @@
 -- Named queries of collector_service.store (postgres.py, steps.py). Each block starts
 -- with `-- name: NAME`.
--- Steps arrive by COPY (see stage_steps_table); runs as one JSON array expanded with
+-- Steps arrive by COPY (copy_new_steps, stage_steps_table); runs as one JSON array expanded with
 -- json_to_recordset(), artifacts, far fewer, as parallel arrays (one per column) expanded
 -- with unnest(): one round trip per statement, whatever the batch size.
 
