@@ -32,6 +32,9 @@ _INT64_LIMIT = 2**63
 _INT32_MAX = 2**31 - 1
 _SIMPLE_COLUMNS = (c.STEP_SEQ, c.RUN_PIPELINE, c.RUN_ENTITY, c.STEP_CANDIDATES_IN,
                    c.STEP_CANDIDATES_OUT, c.STEP_WHY)
+SEQ_RANGE = (1, _INT32_MAX)
+COUNT_RANGE = (0, _INT64_LIMIT - 1)
+"""What ``xray.step.seq`` and the candidate counts may hold, both ends included."""
 PREFIXES = (c.STEP_METRIC_PREFIX, c.ARTIFACT_PREFIX)
 """Metric and artifact attributes: their names are listed apart as they are read."""
 
@@ -188,17 +191,7 @@ class SpanAttributes:
         return None if value is None else self._structured(name, value)
 
     def _parse(self, text: str) -> tuple[Any, bool]:
-        """JSON ``text`` parsed as ``json.loads`` parses it, and whether the value is plain
-        (fit for ``jsonb`` as parsed: see :func:`plain_json`). A plain value's encoding,
-        when parsing produced it, is kept for the row."""
-        value, encoded = parse_json(text)
-        if encoded is None:
-            return value, plain_json(text)
-        # orjson refused NaN, Infinity and lone surrogates: depth and NUL remain to check
-        plain = shallow_without_nul(text)
-        if plain:
-            self.encoded.put(value, encoded)
-        return value, plain
+        return parse_plain_json(text, self.encoded)
 
     def _structured(self, name: str, value: Any) -> Any:
         if json_depth(value) > MAX_DEPTH:
@@ -269,10 +262,10 @@ class SpanAttributes:
         seq, count_in, count_out = get(c.STEP_SEQ), get(c.STEP_CANDIDATES_IN), \
             get(c.STEP_CANDIDATES_OUT)
         pipeline, entity, why = get(c.RUN_PIPELINE), get(c.RUN_ENTITY), get(c.STEP_WHY)
-        if not (_plain_int(seq, 1, _INT32_MAX) and _plain_int(count_in, 0, _INT64_LIMIT - 1)
-                and _plain_int(count_out, 0, _INT64_LIMIT - 1)
-                and _plain_text(pipeline, MAX_LABEL_CHARS) and _plain_text(entity, MAX_LABEL_CHARS)
-                and _plain_text(why, None)):
+        if not (plain_int(seq, *SEQ_RANGE) and plain_int(count_in, *COUNT_RANGE)
+                and plain_int(count_out, *COUNT_RANGE)
+                and plain_text(pipeline, MAX_LABEL_CHARS) and plain_text(entity, MAX_LABEL_CHARS)
+                and plain_text(why, None)):
             return None
         self._consumed.update(_SIMPLE_COLUMNS)
         return {"seq": seq, "pipeline": pipeline, "entity": entity, "candidates_in": count_in,
@@ -302,12 +295,26 @@ class SpanAttributes:
         return rest
 
 
-def _plain_int(value: Any, low: int, high: int) -> bool:
+def parse_plain_json(text: str, encoded: JsonCache) -> tuple[Any, bool]:
+    """JSON ``text`` parsed as ``json.loads`` parses it, and whether the value is plain
+    (fit for ``jsonb`` as parsed: see :func:`plain_json`). A plain value's encoding, when
+    parsing produced it, is kept in ``encoded`` for the row."""
+    value, text_of_value = parse_json(text)
+    if text_of_value is None:
+        return value, plain_json(text)
+    # orjson refused NaN, Infinity and lone surrogates: depth and NUL remain to check
+    plain = shallow_without_nul(text)
+    if plain:
+        encoded.put(value, text_of_value)
+    return value, plain
+
+
+def plain_int(value: Any, low: int, high: int) -> bool:
     """Absent, or an integer (not a boolean) from ``low`` to ``high``."""
     return value is None or (type(value) is int and low <= value <= high)
 
 
-def _plain_text(value: Any, limit: int | None) -> bool:
+def plain_text(value: Any, limit: int | None) -> bool:
     """Absent, or a string with no NUL, of at most ``limit`` characters."""
     return value is None or (type(value) is str and "\x00" not in value
                              and (limit is None or len(value) <= limit))

@@ -17,23 +17,24 @@ from typing import Any, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from collector_service.ingest.attributes import MAX_LABEL_CHARS, MAX_RUN_ID_LENGTH
-from collector_service.ingest.values import (
-    parse_json,
-    plain_json,
-    plain_scalar,
-    shallow_without_nul,
+from collector_service.ingest.attributes import (
+    COUNT_RANGE,
+    MAX_LABEL_CHARS,
+    MAX_RUN_ID_LENGTH,
+    SEQ_RANGE,
+    parse_plain_json,
+    plain_int,
+    plain_text,
 )
+from collector_service.ingest.values import plain_scalar
 from collector_service.store.rows import JsonCache
 from xray_otel import conventions as c
 
-_INT32_MAX = 2**31 - 1
-_INT64_MAX = 2**63 - 1
 _LABELS = {c.STEP_NAME: MAX_LABEL_CHARS, c.RUN_PIPELINE: MAX_LABEL_CHARS,
            c.RUN_ENTITY: MAX_LABEL_CHARS, c.STEP_WHY: None, c.RUN_ID: MAX_RUN_ID_LENGTH}
 """Text columns and their longest plain length (``None``: no limit)."""
-_INTEGERS = {c.STEP_SEQ: (1, _INT32_MAX), c.STEP_CANDIDATES_IN: (0, _INT64_MAX),
-             c.STEP_CANDIDATES_OUT: (0, _INT64_MAX)}
+_INTEGERS = {c.STEP_SEQ: SEQ_RANGE, c.STEP_CANDIDATES_IN: COUNT_RANGE,
+             c.STEP_CANDIDATES_OUT: COUNT_RANGE}
 _JSON = (c.STEP_WHY_JSON, c.STEP_INPUT, c.STEP_OUTPUT)
 _CONTRACT = frozenset({c.STEP_TYPE, *_LABELS, *_INTEGERS, *_JSON})
 """The attributes a step row's columns take; every other one stays in ``attributes``."""
@@ -87,16 +88,13 @@ def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
     if columns.get(c.STEP_TYPE) not in c.STEP_TYPES:
         return None
     for key, limit in _LABELS.items():
-        text = columns.get(key)
-        if text is not None and not (type(text) is str and "\x00" not in text
-                                     and (limit is None or len(text) <= limit)):
+        if not plain_text(columns.get(key), limit):
             return None
     run_id = columns.get(c.RUN_ID)
     if run_id is not None and not run_id:
         return None  # an empty run id is noted, and the trace id used
     for key, (low, high) in _INTEGERS.items():
-        number = columns.get(key)
-        if number is not None and not (type(number) is int and low <= number <= high):
+        if not plain_int(columns.get(key), low, high):
             return None
     encoded = JsonCache()
     for key in _JSON:
@@ -106,7 +104,7 @@ def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
         if type(text) is not str or "\x00" in text:
             return None
         try:
-            value, plain = _parse(text, encoded)
+            value, plain = parse_plain_json(text, encoded)
         except (ValueError, RecursionError):
             return None  # not JSON: a note, or for ``why_json`` no column
         if not plain or (key == c.STEP_WHY_JSON and not isinstance(value, dict)):
@@ -114,14 +112,3 @@ def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
         columns[key] = value
     return PlainStep(columns, metrics, remaining, encoded)
 
-
-def _parse(text: str, encoded: JsonCache) -> tuple[Any, bool]:
-    """As ``SpanAttributes._parse``: the parsed value, whether it is plain, and its
-    encoding kept when parsing made it."""
-    value, text_of_value = parse_json(text)
-    if text_of_value is None:
-        return value, plain_json(text)
-    plain = shallow_without_nul(text)
-    if plain:
-        encoded.put(value, text_of_value)
-    return value, plain
