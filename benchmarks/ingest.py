@@ -332,13 +332,19 @@ def send_all(port: int, requests: Sequence[ExportTraceServiceRequest], senders: 
     return timed_workers(requests, senders, grpc_exporter(port, export_timeout_s=EXPORT_TIMEOUT_S))
 
 
+def fresh_copy_table(conn: psycopg.Connection[Any]) -> sql.Composed:
+    """(Re)create ``bench_copy`` like ``xray_steps`` (same constraints, indexes and
+    generated columns); return the ``COPY`` statement of ``COPY_COLUMNS`` into it."""
+    conn.execute("DROP TABLE IF EXISTS bench_copy")
+    conn.execute("CREATE TABLE bench_copy (LIKE xray_steps INCLUDING ALL)")
+    columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+    return sql.SQL("COPY bench_copy ({}) FROM STDIN").format(columns)
+
+
 def time_copy(url: str, rows: Sequence[tuple[Any, ...]]) -> float:
     """Wall time of ``COPY`` + commit of ``rows`` into a fresh ``bench_copy`` table."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
-    statement = sql.SQL("COPY bench_copy ({}) FROM STDIN").format(columns)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_copy")
-        conn.execute("CREATE TABLE bench_copy (LIKE xray_steps INCLUDING ALL)")
+        statement = fresh_copy_table(conn)
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")
         conn.autocommit = False

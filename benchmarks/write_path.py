@@ -40,8 +40,7 @@ from typing import Any
 
 import psycopg
 from _bench_support import BenchmarkError, embedded_server, scratch_database
-from ingest import COPY_COLUMNS, build_requests, copy_rows, generate_runs
-from psycopg import sql
+from ingest import build_requests, copy_rows, fresh_copy_table, generate_runs
 
 from collector_service.ingest.mapping import map_request
 from collector_service.store import postgres
@@ -109,11 +108,8 @@ async def write_batches(url: str, batches: Sequence[MappedBatch], copy_new: bool
 
 def copy_baseline(url: str, rows: Sequence[tuple[Any, ...]]) -> float:
     """Server CPU seconds of a plain COPY of ``rows``, ``BATCH_ROWS`` per transaction."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
-    statement = sql.SQL("COPY bench_copy ({}) FROM STDIN").format(columns)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_copy")
-        conn.execute("CREATE TABLE bench_copy (LIKE xray_steps INCLUDING ALL)")
+        statement = fresh_copy_table(conn)
         pid = conn.info.backend_pid
         before = server_cpu_s(pid)
         for start in range(0, len(rows), BATCH_ROWS):
