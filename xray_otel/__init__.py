@@ -61,19 +61,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xray_otel._context import current_run_id
-from xray_otel._guard import ArtifactUploader
-from xray_otel._record import record
-from xray_otel._run import Run, run
-from xray_otel._stats import XRayStats, stats
-from xray_otel._step import Step, StepSpec, step
-from xray_otel._threads import ContextThreadPoolExecutor, propagate
-from xray_otel._uploaders import S3ArtifactUploader
-from xray_otel.conventions import StepType
-
 if TYPE_CHECKING:
+    from xray_otel._context import current_run_id
+    from xray_otel._guard import ArtifactUploader
     from xray_otel._processor import XRaySpanProcessor
+    from xray_otel._record import record
+    from xray_otel._run import Run, run
     from xray_otel._setup import configure, flush, shutdown
+    from xray_otel._stats import XRayStats, stats
+    from xray_otel._step import Step, StepSpec, step
+    from xray_otel._threads import ContextThreadPoolExecutor, propagate
+    from xray_otel._uploaders import S3ArtifactUploader
+    from xray_otel.conventions import StepType
 
 __all__ = [
     "ArtifactUploader",
@@ -96,16 +95,32 @@ __all__ = [
     "step",
 ]
 
+# Where each public name lives. Each loads on first use: the collector imports
+# ``xray_otel.conventions`` alone, and ``configure`` and the processor need the SDK.
 _LAZY = {
+    "ArtifactUploader": "xray_otel._guard",
+    "ContextThreadPoolExecutor": "xray_otel._threads",
+    "Run": "xray_otel._run",
+    "S3ArtifactUploader": "xray_otel._uploaders",
+    "Step": "xray_otel._step",
+    "StepSpec": "xray_otel._step",
+    "StepType": "xray_otel.conventions",
     "XRaySpanProcessor": "xray_otel._processor",
+    "XRayStats": "xray_otel._stats",
     "configure": "xray_otel._setup",
+    "current_run_id": "xray_otel._context",
     "flush": "xray_otel._setup",
+    "propagate": "xray_otel._threads",
+    "record": "xray_otel._record",
+    "run": "xray_otel._run",
     "shutdown": "xray_otel._setup",
+    "stats": "xray_otel._stats",
+    "step": "xray_otel._step",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Load the SDK-dependent members on first use, so ``import xray_otel`` stays light."""
+    """Load each member on first use, so ``import xray_otel`` costs next to nothing."""
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
