@@ -54,6 +54,42 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def decode_json_texts(texts: Sequence[str | None]) -> list[Any]:
+    """Values given as PostgreSQL's text of them as ``jsonb`` (``None`` for SQL NULL),
+    decoded in one pass: one ``json.loads`` of a whole run's values is four times faster
+    than one call per value, and ``xray show`` of a long run decodes tens of thousands."""
+    values: list[Any] = json.loads("[" + ",".join("null" if t is None else t for t in texts)
+                                   + "]")
+    return values
+
+
+def json_text_cells(texts: Sequence[str | None]) -> list[str | None]:
+    """What :func:`cell` prints for each value given as PostgreSQL's text of it as
+    ``jsonb``, without decoding it (``None`` stays ``None``).
+
+    PostgreSQL writes an object or array with ``", "`` and ``": "`` between items, and
+    outside strings those are its only spaces, so dropping them gives the compact form.
+    That is done on all the texts joined by newlines (which ``jsonb`` text never holds
+    raw), in one pass. Scalars, and text with an escaped quote (where splitting at quotes
+    would misread the strings), are decoded and printed as :func:`cell` prints them.
+    """
+    cells: list[str | None] = [None] * len(texts)
+    compactable = []
+    for i, text in enumerate(texts):
+        if text is None:
+            continue
+        if text.startswith(("{", "[")) and '\\"' not in text:
+            compactable.append(i)
+        else:
+            cells[i] = cell(json.loads(text))
+    if compactable:
+        parts = "\n".join([texts[i] for i in compactable]).split('"')  # type: ignore[misc]
+        parts[::2] = [outside.replace(" ", "") for outside in parts[::2]]
+        for i, compact in zip(compactable, '"'.join(parts).split("\n"), strict=True):
+            cells[i] = compact
+    return cells
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
           style: Style | None = None) -> str:
     """Rows as an aligned text table, fitted to the terminal's width when there is one."""

@@ -24,20 +24,31 @@ SELECT row_number() OVER (ORDER BY s.seq NULLS LAST, s.started_at, s.span_id) AS
        s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
        s.why, s.why_json, s.input, s.output, s.status, s.error, s.started_at,
        round(s.duration_ms::numeric, 1) AS duration_ms,
-       s.metrics, s.trace_id, s.span_id, s.parent_span_id, s.attributes, s.ingest_warnings,
-       COALESCE((SELECT jsonb_agg(jsonb_build_object(
-                    'attribute', a.attribute, 'artifact_id', a.artifact_id,
-                    'size_bytes', a.size_bytes, 'content_type', a.content_type,
-                    'storage', a.storage, 'preview', a.preview,
-                    'downgraded', a.downgraded, 'downgrade_reason', a.downgrade_reason)
-                    ORDER BY a.attribute)
-                 FROM xray_artifacts a
-                 WHERE a.run_id = s.run_id AND a.trace_id = s.trace_id AND a.span_id = s.span_id),
-                       '[]'::jsonb)
-           AS artifacts
+       s.metrics, s.trace_id, s.span_id, s.parent_span_id, s.attributes, s.ingest_warnings
 FROM xray_steps s
 WHERE s.run_id = %(run_id)s
 ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
+
+-- name: run_funnel
+-- What `xray show` prints of each step, in run_steps' order (the client numbers them):
+-- only the printed columns, and JSON values as text, so the client decodes only the
+-- parts it prints.
+SELECT s.seq, s.step_name, s.step_type, s.candidates_in, s.candidates_out, s.drop_ratio,
+       s.why, (s.why_json -> 'top_reject_reasons')::text AS top_reject_reasons,
+       s.input::text AS input, s.output::text AS output, s.metrics::text AS metrics,
+       s.status, s.error, round(s.duration_ms::numeric, 1)::text AS duration_ms,
+       s.ingest_warnings::text AS ingest_warnings, s.trace_id, s.span_id
+FROM xray_steps s
+WHERE s.run_id = %(run_id)s
+ORDER BY s.seq NULLS LAST, s.started_at, s.span_id
+
+-- name: run_artifacts
+-- A run's artifacts, read once for the run rather than once per step.
+SELECT trace_id, span_id, attribute, artifact_id, size_bytes, content_type, storage,
+       preview, downgraded, downgrade_reason
+FROM xray_artifacts
+WHERE run_id = %(run_id)s
+ORDER BY trace_id, span_id, attribute
 
 -- name: steps
 -- The seed query, with optional filters: largest drop ratio first, steps without one last.
