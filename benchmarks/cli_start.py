@@ -4,12 +4,13 @@ run of 10,000 steps, beside ``python -c pass`` (the interpreter starting and exi
     python3 benchmarks/cli_start.py [--server-url postgresql://postgres@127.0.0.1:5432/postgres]
                                     [--repeats 10]
 
-Each command is started ``--repeats`` times (after one warm-up) with its output thrown
-away; the median and the fastest wall times are printed. ``python -c "import psycopg"``
-is the floor under every command that reads the database: the driver's own import.
-The project's modules are byte-compiled first, as installing a package does: where
-``PYTHONDONTWRITEBYTECODE`` is set (as on some CI machines) an editable checkout would
-otherwise compile every module again in every run, about 0.1 s more. The run is generated in a
+Each command is started ``--repeats`` times (after one warm-up; the commands take turns)
+with its output thrown away; the median and the fastest wall times are printed.
+``python -c "import psycopg"`` is the floor under every command that reads the database:
+the driver's own import. The project's modules are byte-compiled first, as installing a
+package does: where ``PYTHONDONTWRITEBYTECODE`` is set (as on some CI machines) an
+editable checkout would otherwise compile every module again in every run, about 0.1 s
+more. The run is generated in a
 scratch database (dropped afterwards): every step with a reason, a why_json, a small
 input and output, as the SDK would store them.
 """
@@ -58,14 +59,19 @@ FROM generate_series(1, %(steps)s) AS i
 """
 
 
-def wall_times(argv: list[str], repeats: int) -> list[float]:
-    """Seconds from start to exit of ``argv``, ``repeats`` times after a warm-up."""
-    times = []
+def wall_times(commands: dict[str, list[str]], repeats: int) -> dict[str, list[float]]:
+    """Seconds from start to exit of each command, ``repeats`` times after a warm-up.
+
+    The commands take turns, so a slow spell of a shared machine falls on all of them.
+    """
+    times: dict[str, list[float]] = {label: [] for label in commands}
     for attempt in range(repeats + 1):
-        began = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        if attempt:
-            times.append(time.perf_counter() - began)
+        for label, argv in commands.items():
+            began = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL)
+            if attempt:
+                times[label].append(time.perf_counter() - began)
     return times
 
 
@@ -103,8 +109,7 @@ def main() -> None:
             f"xray show RUN ({STEPS:,} steps)": [*xray, "show", RUN, "--database-url", url],
         }
         print(f"{'command':<40}{'median s':>10}{'min s':>8}   ({args.repeats} runs each)")
-        for label, argv in commands.items():
-            times = wall_times(argv, args.repeats)
+        for label, times in wall_times(commands, args.repeats).items():
             print(f"{label:<40}{statistics.median(times):>10.3f}{min(times):>8.3f}")
 
 

@@ -12,7 +12,9 @@ later run reuses it when it holds that many steps (``--drop`` drops it at the en
 
 Then, for each index alone (the other dropped inside a transaction that is rolled back),
 the seed query exactly as written is run ``--repeats`` times and the median and p95
-wall times are printed (client side: the query and fetching its rows), with the plan,
+wall times are printed (client side: the query and fetching its rows, as text, psql's and
+psycopg's default, then as binary, as asyncpg and JDBC fetch), the server's own median
+planning and execution times (no rows sent), with the plan,
 the index sizes (summed over the partitions), and the time to insert 100,000 more steps
 (rolled back) with either index or neither (fastest of three).
 """
@@ -176,17 +178,33 @@ def only(conn: psycopg.Connection, keep: str | None) -> Iterator[None]:
         yield
 
 
-def time_query(conn: psycopg.Connection, repeats: int) -> tuple[float, float, int]:
-    """Median and p95 wall time (ms) of the seed query, after two warm-up runs."""
+def time_query(conn: psycopg.Connection, repeats: int,
+               binary: bool = False) -> tuple[float, float, int]:
+    """Median and p95 wall time (ms) of the seed query and its rows fetched, after two
+    warm-up runs; results as text (psql's and psycopg's default) or ``binary``."""
+    cur = conn.cursor(binary=binary)
     for _ in range(2):
-        rows = conn.execute(SEED_QUERY).fetchall()
+        rows = cur.execute(SEED_QUERY).fetchall()
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        rows = conn.execute(SEED_QUERY).fetchall()
+        rows = cur.execute(SEED_QUERY).fetchall()
         times.append((time.perf_counter() - began) * 1000)
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], len(rows)
+
+
+def server_ms(conn: psycopg.Connection, repeats: int) -> tuple[float, float]:
+    """Median planning and execution time (ms) on the server alone, no rows sent:
+    ``EXPLAIN (ANALYZE, TIMING OFF)``, which skips the per-node clocks."""
+    planning, execution = [], []
+    for _ in range(repeats):
+        summary = conn.execute(b"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) "
+                               + SEED_QUERY.encode()).fetchone()
+        assert summary is not None
+        planning.append(summary[0][0]["Planning Time"])
+        execution.append(summary[0][0]["Execution Time"])
+    return statistics.median(planning), statistics.median(execution)
 
 
 def plan(conn: psycopg.Connection) -> str:
@@ -209,8 +227,13 @@ def report(conn: psycopg.Connection, repeats: int) -> None:
     for label, index in (("0008 index (current)", CURRENT), ("0001 index (baseline)", BASELINE)):
         with only(conn, index):
             median, p95, count = time_query(conn, repeats)
+            binary_median, binary_p95, _ = time_query(conn, repeats, binary=True)
+            planning, execution = server_ms(conn, repeats)
             print(f"\nseed query, {label} {index}: {count:,} rows of {total:,} steps; "
                   f"median {median:.1f} ms, p95 {p95:.1f} ms over {repeats} runs")
+            print(f"  binary results: median {binary_median:.1f} ms, p95 {binary_p95:.1f} ms;"
+                  f" on the server alone (no rows sent): {execution:.1f} ms to execute,"
+                  f" {planning:.1f} ms to plan (median)")
             print(plan(conn))
     print("\nindex sizes:")
     for index in (CURRENT, BASELINE):
