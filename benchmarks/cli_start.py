@@ -10,9 +10,8 @@ with its output thrown away; the median and the fastest wall times are printed.
 the driver's own import. The project's modules are byte-compiled first, as installing a
 package does: where ``PYTHONDONTWRITEBYTECODE`` is set (as on some CI machines) an
 editable checkout would otherwise compile every module again in every run, about 0.1 s
-more. The run is generated in a
-scratch database (dropped afterwards): every step with a reason, a why_json, a small
-input and output, as the SDK would store them.
+more. The run is generated in a scratch database (dropped afterwards): every step with a
+reason, a why_json, a small input and output, as the SDK would store them.
 """
 
 from __future__ import annotations
