@@ -16,7 +16,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,15 +277,22 @@ class Collector:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 
-    async def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM, then stop within the shutdown grace."""
-        await self.start()
-        settle_garbage_collector()
+    async def serve_forever(
+            self, watch: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Run until SIGINT or SIGTERM (even one received while starting), then stop
+        within the shutdown grace. ``watch`` is given the stop event and may set it too
+        (a worker process stops when its supervisor is gone)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        settle_garbage_collector()
+        watcher = asyncio.create_task(watch(stop)) if watch is not None else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         logger.info("shutting down (grace %gs)", self.config.shutdown_grace)
         await self.stop()
         logger.info("stopped")

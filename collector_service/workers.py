@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import pickle
@@ -232,22 +233,10 @@ def worker_main() -> int:
 
 
 async def _serve(config: CollectorConfig, parent: int) -> None:
-    """Start, serve until SIGTERM or SIGINT (even one received while starting), drain."""
-    from collector_service.server import Collector, settle_garbage_collector
+    """Serve until SIGTERM or SIGINT, or until the supervisor is gone; then drain."""
+    from collector_service.server import Collector
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    collector = Collector(config)
-    await collector.start()
-    settle_garbage_collector()
-    watch = asyncio.create_task(_watch_parent(parent, stop))
-    await stop.wait()
-    watch.cancel()
-    logger.info("shutting down (grace %gs)", config.shutdown_grace)
-    await collector.stop()
-    logger.info("stopped")
+    await Collector(config).serve_forever(watch=functools.partial(_watch_parent, parent))
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -174,7 +174,7 @@ def test_sigterm_under_load_drains_every_worker_and_exits_0(two_workers: Collect
         load.stop()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     for index in (0, 1):
-        assert f"[worker {index}] collector_service.workers: stopped" in two_workers.log
+        assert f"[worker {index}] collector_service.server: stopped" in two_workers.log
     assert set(load.outcomes) <= {"200", "503", "no answer"}, load.outcomes
     stored = stored_keys(url)
     assert sorted(stored) == sorted(load.acked)  # each acknowledged span once, nothing else
