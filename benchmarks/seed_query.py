@@ -14,9 +14,10 @@ Then, for each index alone (the other dropped inside a transaction that is rolle
 the seed query exactly as written is run ``--repeats`` times and the median and p95
 wall times are printed (client side: the query and fetching its rows, as text, psql's and
 psycopg's default, then as binary, as asyncpg and JDBC fetch), the server's own median
-planning and execution times (no rows sent), with the plan,
-the index sizes (summed over the partitions), and the time to insert 100,000 more steps
-(rolled back) with either index or neither (fastest of three).
+planning and execution times (no rows sent) and the plan. Beside them: fetching the same
+rows from a table of only those rows (the floor under any index), the index sizes (summed
+over the partitions), and the time to insert 100,000 more steps (rolled back) with either
+index or neither (fastest of three).
 """
 
 from __future__ import annotations
@@ -178,17 +179,17 @@ def only(conn: psycopg.Connection, keep: str | None) -> Iterator[None]:
         yield
 
 
-def time_query(conn: psycopg.Connection, repeats: int,
-               binary: bool = False) -> tuple[float, float, int]:
-    """Median and p95 wall time (ms) of the seed query and its rows fetched, after two
+def time_query(conn: psycopg.Connection, repeats: int, binary: bool = False,
+               query: str = SEED_QUERY) -> tuple[float, float, int]:
+    """Median and p95 wall time (ms) of the query and its rows fetched, after two
     warm-up runs; results as text (psql's and psycopg's default) or ``binary``."""
     cur = conn.cursor(binary=binary)
     for _ in range(2):
-        rows = cur.execute(SEED_QUERY).fetchall()
+        rows = cur.execute(query.encode()).fetchall()
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        rows = cur.execute(SEED_QUERY).fetchall()
+        rows = cur.execute(query.encode()).fetchall()
         times.append((time.perf_counter() - began) * 1000)
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], len(rows)
@@ -224,6 +225,15 @@ def insert_seconds(conn: psycopg.Connection, keep: str | None, steps: int) -> fl
 def report(conn: psycopg.Connection, repeats: int) -> None:
     steps = conn.execute("SELECT count(*) FROM xray_steps").fetchone()
     total = steps[0] if steps else 0
+    # The floor under any index: the same rows, fetched from a table of only those rows.
+    conn.execute(b"CREATE TEMP TABLE seed_rows AS " + SEED_QUERY.rstrip().rstrip(";").encode())
+    rows_alone = ("SELECT run_id, step_name, candidates_in, candidates_out, drop_ratio"
+                  " FROM seed_rows")
+    median, p95, count = time_query(conn, repeats, query=rows_alone)
+    binary_median, _, _ = time_query(conn, repeats, binary=True, query=rows_alone)
+    print(f"\nthe same {count:,} rows from a table of only those rows (no search, no sort):"
+          f" median {median:.1f} ms, p95 {p95:.1f} ms; binary results {binary_median:.1f} ms")
+    conn.execute("DROP TABLE seed_rows")
     for label, index in (("0008 index (current)", CURRENT), ("0001 index (baseline)", BASELINE)):
         with only(conn, index):
             median, p95, count = time_query(conn, repeats)
