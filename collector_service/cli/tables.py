@@ -74,18 +74,20 @@ def json_text_cells(texts: Sequence[str | None]) -> list[str | None]:
     would misread the strings), are decoded and printed as :func:`cell` prints them.
     """
     cells: list[str | None] = [None] * len(texts)
-    compactable = []
+    where: list[int] = []
+    compactable: list[str] = []
     for i, text in enumerate(texts):
         if text is None:
             continue
         if text.startswith(("{", "[")) and '\\"' not in text:
-            compactable.append(i)
+            where.append(i)
+            compactable.append(text)
         else:
             cells[i] = cell(json.loads(text))
     if compactable:
-        parts = "\n".join([texts[i] for i in compactable]).split('"')  # type: ignore[misc]
+        parts = "\n".join(compactable).split('"')
         parts[::2] = [outside.replace(" ", "") for outside in parts[::2]]
-        for i, compact in zip(compactable, '"'.join(parts).split("\n"), strict=True):
+        for i, compact in zip(where, '"'.join(parts).split("\n"), strict=True):
             cells[i] = compact
     return cells
 
