@@ -3,6 +3,11 @@
 ``XRAY_TEST_DATABASE_URL`` names a server to use (any database on it; the tests create
 their own). Without it the embedded PostgreSQL starts in a temporary directory, so the
 suite passes on a machine with no database set up.
+
+A server that preloads Citus is used as a single-node Citus cluster: each database the
+tests create gets the extension, with the coordinator holding the shards, so migrating
+it distributes X-Ray's tables (``collector_service.store.citus``) and every test runs
+against distributed tables (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from collector_service.store.embedded import EmbeddedPostgres
 from collector_service.store.migrate import apply_migrations
 
 TABLES = ("xray_artifacts", "xray_steps", "xray_runs")
+PARTITION_OF_ROW = "regexp_replace(tableoid::regclass::text, '_[0-9]+$', '')"
+"""SQL: the name of the partition a row of ``xray_steps`` is in. On Citus a row's
+``tableoid`` names its shard, the partition's name followed by ``_<shard id>``."""
 
 
 @pytest.fixture(scope="session")
@@ -49,19 +57,36 @@ class DatabaseFactory:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
         self._created: list[str] = []
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        self.citus = row is not None and "citus" in row[0]
 
     def create(self, prefix: str = "xray_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self._created.append(name)
-        return str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=name))
+        url = str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=name))
+        if self.citus:
+            _make_single_node_citus(url)
+        return url
 
     def drop_all(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             for name in self._created:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
+
+
+def _make_single_node_citus(url: str) -> None:
+    """The Citus extension in this database, its coordinator holding the shards."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION citus")
+        conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
+        conn.execute("SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', true)",
+                     (host, port))
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,8 @@ def parse_age(text: str, flag: str) -> timedelta:
 
 def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
     """Delete runs older than ``--older-than`` with their steps, and unreferenced artifacts."""
+    from collector_service.store.retention import unreferenced_artifacts
+
     age = parse_age(args.older_than, "--older-than")
     grace_s = parse_age(args.artifact_grace, "--artifact-grace").total_seconds()
     with cli_db.connect(config) as conn, conn.transaction():
@@ -119,9 +121,8 @@ def cmd_prune(args: argparse.Namespace, config: CollectorConfig) -> int:
         if args.dry_run:
             print(f"would delete {_plural(runs, 'run')} and {_plural(steps, 'step')}")
             return 0
-        freed = [r[0] for r in conn.execute(_QUERIES["delete_old"], params).fetchall()]
-        unreferenced = [r[0] for r in conn.execute(
-            _QUERIES["unreferenced"], {"artifact_ids": freed}).fetchall()]
+        freed = {r[0] for r in conn.execute(_QUERIES["delete_old"], params).fetchall()}
+        unreferenced = unreferenced_artifacts(conn, freed)
     deleted, kept = _delete_idle_artifacts(config, unreferenced, grace_s)
     print(f"deleted {_plural(runs, 'run')}, {_plural(steps, 'step')} and "
           f"{_plural(deleted, 'artifact')}"

@@ -18,10 +18,13 @@ from pathlib import Path
 import psycopg
 
 from collector_service.errors import MigrationError
+from collector_service.store.citus import distribute_tables
 
 logger = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x5852_4159_0001  # "XRAY" + 1: arbitrary but fixed
+DISTRIBUTABLE_FROM = "0007"
+"""The first schema version whose keys all contain ``run_id``, so Citus can distribute it."""
 _FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 _CREATE_LEDGER = """
@@ -73,13 +76,17 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 
 
 def apply_migrations(conninfo: str, directory: Path | None = None) -> list[str]:
-    """Bring the database at ``conninfo`` up to date; return the names applied now."""
+    """Bring the database at ``conninfo`` up to date; return the names applied now. On a
+    Citus coordinator, also distribute the tables not distributed yet (:mod:`.citus`)."""
     migrations = load_migrations(directory)
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
             try:
-                return _apply_locked(conn, migrations)
+                applied = _apply_locked(conn, migrations)
+                if migrations[-1].version >= DISTRIBUTABLE_FROM:
+                    _distribute(conn)
+                return applied
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
     except psycopg.OperationalError as exc:
@@ -113,3 +120,10 @@ def _apply_locked(conn: psycopg.Connection, migrations: list[Migration]) -> list
         logger.info("applied migration %s", migration.name)
         done.append(migration.name)
     return done
+
+
+def _distribute(conn: psycopg.Connection) -> None:
+    try:
+        distribute_tables(conn)
+    except psycopg.Error as exc:
+        raise MigrationError(f"distributing the tables on Citus failed: {exc}") from exc

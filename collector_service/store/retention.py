@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from collector_service.store.citus import is_citus
 from collector_service.store.partitions import day_partitions
 from collector_service.store.queries import load
 
@@ -69,9 +70,9 @@ def _apply(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
     runs = conn.execute(_QUERIES["delete_old_runs"], params).rowcount
     default_steps = conn.execute(_QUERIES["delete_default_steps"]).rowcount
     freed = {r[0] for r in conn.execute(_QUERIES["delete_old_artifacts"]).fetchall()}
-    unreferenced = [r[0] for r in conn.execute(
-        _QUERIES["unreferenced"], {"artifact_ids": sorted(freed)}).fetchall()]
-    estimate = conn.execute(_QUERIES["estimated_rows"], {"partitions": old}).fetchone()
+    unreferenced = unreferenced_artifacts(conn, freed)
+    estimate = conn.execute(_QUERIES["estimated_rows_citus" if is_citus(conn) else
+                                     "estimated_rows"], {"partitions": old}).fetchone()
     kept = 0
     if old:
         if not dry_run:  # locked before the copy: no write can change a kept step after it
@@ -79,12 +80,37 @@ def _apply(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
                 sql.Literal(f"{int(lock_timeout_ms)}ms")))
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
                 sql.SQL(", ").join(map(sql.Identifier, old))))
-        kept = conn.execute(_QUERIES["copy_straddling_steps"], params).rowcount
+        kept = _copy_kept_steps(conn, old, params)
         if not dry_run:
             _drop(conn, old)
     return RetentionResult(cutoff, tuple(old), int(estimate[0]) if estimate else 0,
                            max(runs, 0), max(default_steps, 0), kept,
                            tuple(unreferenced))
+
+
+def unreferenced_artifacts(conn: psycopg.Connection[Any], artifact_ids: set[str]) -> list[str]:
+    """Those of ``artifact_ids`` that no reference names any more, sorted."""
+    if not artifact_ids:
+        return []
+    referenced = {r[0] for r in conn.execute(
+        _QUERIES["still_referenced"], {"artifact_ids": sorted(artifact_ids)}).fetchall()}
+    return sorted(artifact_ids - referenced)
+
+
+def _copy_kept_steps(conn: psycopg.Connection[Any], partitions: list[str],
+                     params: dict[str, Any]) -> int:
+    """Copy the steps of runs kept whole out of the day ``partitions`` about to be
+    dropped, into ``xray_retention_kept``; return how many. The partitions are named, not
+    found by ``tableoid`` (a Citus shard has its own), and read by index probes of the
+    kept runs' ids, never scanned whole."""
+    runs = [r[0] for r in conn.execute(_QUERIES["straddling_runs"], params).fetchall()]
+    if not runs:
+        return 0
+    reads = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT * FROM {} WHERE run_id = ANY(%(run_ids)s::text[])").format(
+            sql.Identifier(name)) for name in partitions)
+    return conn.execute(sql.SQL("INSERT INTO xray_retention_kept {}").format(reads),
+                        {"run_ids": runs}).rowcount
 
 
 def _drop(conn: psycopg.Connection[Any], partitions: list[str]) -> None:

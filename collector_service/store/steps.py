@@ -92,7 +92,7 @@ async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow])
     # against concurrent batches of the same runs (see ingest.sql).
     await cur.execute(_QUERIES["complete_running_steps"])
     inserted = max(cur.rowcount, 0)
-    await cur.execute(_QUERIES["insert_steps"])
+    await cur.execute(_QUERIES["insert_steps"], {"run_ids": sorted({s.run_id for s in steps})})
     return inserted + max(cur.rowcount, 0)
 
 

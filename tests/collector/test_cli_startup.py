@@ -196,3 +196,26 @@ def test_the_check_sees_the_server_stack(tmp_path: Path, taken_port: int,
     loaded = modules_loaded_by(tmp_path, "ui", "--port", str(taken_port), "--database-url",
                                migrated_url, code=2)
     assert "aiohttp" in loaded and "collector_service.ui" in loaded
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+        db: psycopg.Connection, migrated_url: str) -> None:
+    """`xray steps | head`: once the reader is gone, xray stops with the shell's SIGPIPE
+    status and prints no traceback."""
+    db.execute(
+        "INSERT INTO xray_steps (run_id, seq, step_name, step_type, status, started_at,"
+        " ended_at, trace_id, span_id, candidates_in, candidates_out, why)"
+        " SELECT 'run-' || g, 1, 'filter_' || g, 'filter', 'ok', now(), now(),"
+        " md5(g::text), lpad(to_hex(g), 16, '0'), 100, 1, repeat('dropped ', 20)"
+        " FROM generate_series(1, 5000) AS g")
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "collector_service.cli.main", "steps", "--limit", "5000",
+         "--database-url", migrated_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env=environment_without_xray(), cwd=REPO)
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.read(100)  # more than a pipe holds is still to come
+    reader.stdout.close()
+    assert reader.wait(timeout=_HANG_S) == 141
+    assert reader.stderr.read() == b""
+    reader.stderr.close()

@@ -23,7 +23,7 @@ from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
 from collector_service.store.migrate import apply_migrations, load_migrations
 from collector_service.store.postgres import PostgresStore
 from collector_service.store.rows import MappedBatch
-from tests.fix_db import DatabaseFactory
+from tests.fix_db import PARTITION_OF_ROW, DatabaseFactory
 
 TABLES = ("xray_runs", "xray_steps", "xray_artifacts")
 VIEWS = ("xray_step_funnel", "xray_reject_reasons", "xray_run_summary")
@@ -110,9 +110,10 @@ def test_0007_moves_an_existing_database_and_changes_only_the_keys(
     with psycopg.connect(url, autocommit=True) as conn:
         after = snapshot(conn)
         partitions = conn.execute(
-            "SELECT c.relname, count(s.*) FROM pg_inherits i"
+            "SELECT c.relname, count(s.part) FROM pg_inherits i"
             " JOIN pg_class c ON c.oid = i.inhrelid"
-            " LEFT JOIN xray_steps s ON s.tableoid = c.oid"
+            f" LEFT JOIN (SELECT {PARTITION_OF_ROW} AS part FROM xray_steps) s"
+            " ON s.part = c.relname"
             " WHERE i.inhparent = 'xray_steps'::regclass GROUP BY 1").fetchall()
     # Views: same definitions, same rows; data unchanged.
     for key in ("views", "columns", "checks", "grants", "steps", "funnel", "reasons",
@@ -219,7 +220,7 @@ def test_an_end_without_start_time_completes_a_start_of_the_day_before(
     counts = asyncio.run(_write_all(migrated_url, [_events(start), _events(end),
                                                    _events(end)], at_once=False))
     assert counts == [1, 1, 0]
-    rows = db.execute("SELECT tableoid::regclass::text, status, started_at, ended_at,"
+    rows = db.execute(f"SELECT {PARTITION_OF_ROW}, status, started_at, ended_at,"
                       " candidates_in FROM xray_steps").fetchall()
     assert rows == [("xray_steps_p20260101", "ok", datetime(2026, 1, 1, 23, 59, 59, tzinfo=UTC),
                      datetime(2026, 1, 2, 0, 0, 3, tzinfo=UTC), 10)]

@@ -15,6 +15,7 @@ from collector_service.cli.main import main
 from collector_service.store.artifacts import LocalArtifactStore
 from collector_service.store.partitions import day_partitions
 from collector_service.store.retention import RetentionLocked, apply_retention
+from tests.fix_db import PARTITION_OF_ROW
 
 ONLY_OLD = b"evidence only the old run used"
 SHARED = b"evidence a recent run uses too"
@@ -74,7 +75,7 @@ class World:
         one = self.db.execute
         return {
             "runs": [r[0] for r in one("SELECT run_id FROM xray_runs ORDER BY 1")],
-            "steps": one("SELECT span_id, tableoid::regclass::text FROM xray_steps"
+            "steps": one(f"SELECT span_id, {PARTITION_OF_ROW} FROM xray_steps"
                          " ORDER BY 1").fetchall(),
             "artifacts": one("SELECT run_id, span_id FROM xray_artifacts ORDER BY 1, 2"
                              ).fetchall(),

@@ -21,12 +21,13 @@ from collector_service.store.partitions import (
     window,
 )
 from collector_service.store.postgres import PostgresStore
+from tests.fix_db import PARTITION_OF_ROW
 
 FAR = date(2040, 1, 10)  # days no other test writes
 
 
 def partition_of(db: psycopg.Connection, span_id: str) -> str:
-    row = db.execute("SELECT tableoid::regclass::text FROM xray_steps WHERE span_id = %s",
+    row = db.execute(f"SELECT {PARTITION_OF_ROW} FROM xray_steps WHERE span_id = %s",
                      (span_id,)).fetchone()
     assert row is not None
     return str(row[0])

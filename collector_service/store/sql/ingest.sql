@@ -11,12 +11,13 @@
 -- Rows are locked in run_id order so concurrent batches cannot deadlock on each other.
 -- The rows arrive as one JSON array of objects (postgres._runs_json): encoded in C, where
 -- psycopg builds one array per column in Python, about 20 µs per run.
+-- updated_at comes through EXCLUDED: Citus refuses a DO UPDATE SET that calls now().
 INSERT INTO xray_runs AS r (
     run_id, pipeline, entity, status, error, started_at, ended_at,
-    trace_id, span_id, service_name, attributes, ingest_warnings, version)
+    trace_id, span_id, service_name, attributes, ingest_warnings, version, updated_at)
 SELECT v.run_id, v.pipeline, v.entity, v.status, v.error, v.started_at, v.ended_at,
        v.trace_id, v.span_id, v.service_name, v.attributes::jsonb, v.ingest_warnings::jsonb,
-       v.version
+       v.version, now()
 FROM json_to_recordset(%(runs)s::json) AS v(
     run_id text, pipeline text, entity text, status text, error text,
     started_at timestamptz, ended_at timestamptz, trace_id text, span_id text,
@@ -49,7 +50,7 @@ ON CONFLICT (run_id) DO UPDATE SET
                       ELSE r.attributes END,
     ingest_warnings = CASE WHEN EXCLUDED.span_id IS NOT NULL THEN EXCLUDED.ingest_warnings
                            ELSE r.ingest_warnings END,
-    updated_at = now()
+    updated_at = EXCLUDED.updated_at
 WHERE (EXCLUDED.span_id IS NOT NULL
        AND (r.span_id IS DISTINCT FROM EXCLUDED.span_id
             OR r.ended_at IS DISTINCT FROM EXCLUDED.ended_at))
@@ -66,14 +67,11 @@ WHERE (EXCLUDED.span_id IS NOT NULL
 -- the row still lacks a pipeline. Read after upsert_runs, whose row locks stay until
 -- commit: no other batch can store a step of these runs in between, so a step of the
 -- batch whose key is not here is new, and goes by COPY straight into xray_steps
--- (store/steps.py). One index probe per run: without started_at a probe cannot be pruned to
--- one partition, and a batch holds several steps of each run (OFFSET 0 keeps the planner
--- from turning the probes into a scan of xray_steps).
-SELECT t.run_id, t.trace_id, t.span_id, t.pipeline IS NULL
-FROM unnest(%(run_ids)s::text[]) AS b(run_id)
-CROSS JOIN LATERAL (
-    SELECT x.run_id, x.trace_id, x.span_id, x.pipeline FROM xray_steps x
-    WHERE x.run_id = b.run_id OFFSET 0) AS t
+-- (store/steps.py). Without started_at no partition can be pruned: each partition's
+-- (run_id, seq) index is probed once per run. On Citus the run ids pick the shards.
+SELECT x.run_id, x.trace_id, x.span_id, x.pipeline IS NULL
+FROM xray_steps x
+WHERE x.run_id = ANY(%(run_ids)s::text[])
 
 -- name: copy_new_steps
 -- New steps (see stored_step_keys) by binary COPY into xray_steps itself, routed to their
@@ -115,24 +113,33 @@ COPY xray_steps_incoming FROM STDIN (FORMAT BINARY)
 UPDATE xray_steps AS t SET
     seq = COALESCE(t.seq, s.seq),
     pipeline = COALESCE(t.pipeline, s.pipeline, s.run_pipeline),
-    input = COALESCE(t.input, s.input::jsonb),
+    input = COALESCE(t.input, s.input),
     parent_span_id = COALESCE(t.parent_span_id, s.parent_span_id),
     candidates_in = s.candidates_in,
     candidates_out = s.candidates_out,
     why = s.why,
-    why_json = s.why_json::jsonb,
-    output = s.output::jsonb,
-    metrics = s.metrics::jsonb,
+    why_json = s.why_json,
+    output = s.output,
+    metrics = s.metrics,
     status = s.status,
     error = s.error,
     ended_at = GREATEST(s.ended_at, t.started_at),
-    attributes = t.attributes || s.attributes::jsonb,
-    -- The end's own warnings; one about a missing start time is moot: the start's is kept.
-    ingest_warnings = NULLIF(COALESCE(t.ingest_warnings, '[]'::jsonb) || COALESCE(
-        (SELECT jsonb_agg(w) FROM jsonb_array_elements(s.ingest_warnings::jsonb) AS w
-         WHERE w->>'attribute' <> 'start_time'), '[]'::jsonb), '[]'::jsonb)
+    attributes = t.attributes || s.attributes,
+    ingest_warnings = NULLIF(COALESCE(t.ingest_warnings, '[]'::jsonb) || s.end_warnings,
+                             '[]'::jsonb)
 FROM (
-    SELECT DISTINCT ON (i.run_id, i.trace_id, i.span_id) i.*, r.pipeline AS run_pipeline
+    -- Values are converted here, not in SET: Citus allows only immutable functions
+    -- inside a distributed UPDATE's CASE and COALESCE.
+    SELECT DISTINCT ON (i.run_id, i.trace_id, i.span_id)
+           i.run_id, i.trace_id, i.span_id, i.seq, i.pipeline, r.pipeline AS run_pipeline,
+           i.input::jsonb AS input, i.parent_span_id, i.candidates_in, i.candidates_out,
+           i.why, i.why_json::jsonb AS why_json, i.output::jsonb AS output,
+           i.metrics::jsonb AS metrics, i.status, i.error, i.ended_at,
+           i.attributes::jsonb AS attributes,
+           -- The end's own warnings; one about a missing start time is moot: the start's
+           -- is kept.
+           COALESCE((SELECT jsonb_agg(w) FROM jsonb_array_elements(i.ingest_warnings::jsonb) AS w
+                     WHERE w->>'attribute' <> 'start_time'), '[]'::jsonb) AS end_warnings
     FROM xray_steps_incoming i
     LEFT JOIN xray_runs r ON r.run_id = i.run_id
     WHERE i.status <> 'running'
@@ -152,16 +159,14 @@ WHERE t.status = 'running'
 -- locks the conflicting row even when its WHERE is false). So batches touching one run
 -- take turns, and the later one sees the earlier one's rows. ON CONFLICT DO NOTHING is the
 -- last guard for the unique key itself.
--- The steps already stored for the batch's runs are read once per run, not probed once
--- per step: without started_at a probe cannot be pruned to one partition, and a batch
--- holds several steps of each run. (OFFSET 0 keeps this an index probe per run: the
--- staging table has no statistics, and the planner would otherwise scan xray_steps.)
+-- The steps already stored for the batch's runs (%(run_ids)s, the staged steps' runs)
+-- are read once per run, not probed once per step: without started_at a probe cannot be
+-- pruned to one partition, and a batch holds several steps of each run. The run ids come
+-- as an array, not from the staging table, which has no statistics (the planner would
+-- scan xray_steps) and which Citus cannot join to a distributed table in a subquery.
 WITH stored AS MATERIALIZED (
-    SELECT t.run_id, t.trace_id, t.span_id
-    FROM (SELECT DISTINCT run_id FROM xray_steps_incoming) AS b
-    CROSS JOIN LATERAL (
-        SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
-        WHERE x.run_id = b.run_id OFFSET 0) AS t
+    SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
+    WHERE x.run_id = ANY(%(run_ids)s::text[])
 )
 INSERT INTO xray_steps (
     run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,

@@ -20,10 +20,11 @@ WITH old AS (
 )
 SELECT DISTINCT artifact_id FROM artifacts
 
--- name: unreferenced
-SELECT id
-FROM unnest(%(artifact_ids)s::text[]) AS id
-WHERE NOT EXISTS (SELECT 1 FROM xray_artifacts a WHERE a.artifact_id = id)
+-- name: still_referenced
+-- Which of the given artifact ids a reference still names (retention.unreferenced_artifacts).
+SELECT DISTINCT artifact_id
+FROM xray_artifacts
+WHERE artifact_id = ANY(%(artifact_ids)s::text[])
 
 -- Named queries for `xray retention` (collector_service.store.retention). Old data goes by
 -- whole UTC days: the cutoff is the midnight (UTC) at or before now() - older_than.
@@ -48,20 +49,12 @@ WITH gone AS (
 )
 INSERT INTO xray_retention_runs SELECT run_id FROM gone
 
--- name: copy_straddling_steps
+-- name: straddling_runs
 -- Runs that started before the cutoff and ended after it are kept whole: their steps in
--- the days being dropped are copied out here and written back (to xray_steps_default,
--- since those days have no partition any more) after the drop.
--- Driven by the runs (one index probe of the old days per kept run, OFFSET 0 keeps it
--- so), never by a scan of the days being dropped. Runs deleted above are gone here.
-INSERT INTO xray_retention_kept
-SELECT s.*
-FROM (SELECT r.run_id FROM xray_runs r WHERE r.started_at < %(cutoff)s) AS k
-CROSS JOIN LATERAL (
-    SELECT x.* FROM xray_steps x
-    WHERE x.run_id = k.run_id AND x.started_at < %(cutoff)s
-      AND x.tableoid <> 'xray_steps_default'::regclass
-    OFFSET 0) AS s
+-- the days being dropped are copied out (retention._copy_kept_steps) and written back
+-- (to xray_steps_default, since those days have no partition any more) after the drop.
+-- Runs deleted above are gone here, so these are few: runs across the cutoff's midnight.
+SELECT run_id FROM xray_runs WHERE started_at < %(cutoff)s
 
 -- name: delete_default_steps
 -- Steps in xray_steps_default (times outside the day partitions) go with their run.
@@ -80,6 +73,15 @@ RETURNING a.artifact_id
 SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::bigint
 FROM pg_class c
 WHERE c.oid = ANY(%(partitions)s::regclass[])
+
+-- name: estimated_rows_citus
+-- The same on a Citus coordinator, where a distributed partition holds no rows itself:
+-- each of its shards' own estimate, read where the shard is (%%s is the shard's name).
+SELECT COALESCE(sum(GREATEST(r.result::float8, 0)), 0)::bigint
+FROM unnest(%(partitions)s::regclass[]) AS p(partition)
+CROSS JOIN LATERAL run_command_on_shards(
+    p.partition, $$SELECT reltuples FROM pg_class WHERE oid = '%%s'::regclass$$) AS r
+WHERE r.success
 
 -- name: step_columns
 -- The columns a row can be inserted with (not the generated ones), in table order.

@@ -1,0 +1,62 @@
+"""Distribute X-Ray's tables by ``run_id`` when the database is a Citus coordinator.
+
+``xray migrate`` (and a collector's start) ends here. On plain PostgreSQL, where the
+``citus`` extension is not installed in the database, nothing happens. On a Citus
+coordinator the three tables become distributed tables co-located on ``run_id`` (a run's
+row, its steps and its artifact references on one shard group), and the token table a
+reference table (copied to every node, so token checks stay local). Tables already
+distributed are skipped, so this runs on every migrate; a table added by a later
+migration is distributed the next time.
+
+Every unique key of the three tables contains ``run_id`` (migration 0007), which is
+Citus's rule for distributed tables, so nothing in the schema changes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from collector_service.store.queries import load
+
+logger = logging.getLogger(__name__)
+
+_QUERIES = load("citus.sql")
+
+DISTRIBUTED = ("xray_runs", "xray_steps", "xray_artifacts")
+"""Distributed by ``run_id``, co-located with the first."""
+REFERENCE = ("xray_auth_tokens",)
+"""Small tables read by every node: one full copy on each."""
+
+
+def is_citus(conn: psycopg.Connection) -> bool:
+    """Whether the ``citus`` extension is installed in this database."""
+    row = conn.execute(_QUERIES["citus_installed"]).fetchone()
+    return bool(row and row[0])
+
+
+def distribute_tables(conn: psycopg.Connection) -> list[str]:
+    """Distribute (or replicate) each X-Ray table not yet known to Citus; return what was
+    done, as ``table (kind)``. Nothing on a database without the extension."""
+    if not is_citus(conn):
+        return []
+    known = {row[0] for row in conn.execute(_QUERIES["citus_tables"]).fetchall()}
+    done: list[str] = []
+    for table in DISTRIBUTED:
+        if table not in known:
+            conn.execute(_QUERIES["distribute_table"],
+                         {"table": table, "colocate_with": _colocation(table)})
+            done.append(f"{table} (distributed by run_id)")
+    for table in REFERENCE:
+        if table not in known:
+            conn.execute(_QUERIES["replicate_table"], {"table": table})
+            done.append(f"{table} (reference)")
+    for item in done:
+        logger.info("citus: %s", item)
+    return done
+
+
+def _colocation(table: str) -> str:
+    """The first distributed table starts a co-location group; the others join it."""
+    return "default" if table == DISTRIBUTED[0] else DISTRIBUTED[0]

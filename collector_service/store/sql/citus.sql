@@ -1,0 +1,19 @@
+-- Named queries of collector_service.store.citus: X-Ray's tables on a Citus coordinator.
+
+-- name: citus_installed
+SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+
+-- name: citus_tables
+-- Tables Citus already knows (distributed, reference or local with metadata).
+SELECT c.relname
+FROM pg_dist_partition p
+JOIN pg_class c ON c.oid = p.logicalrelid
+
+-- name: distribute_table
+-- Hash-distributed on run_id; a partitioned table's partitions follow it, and partitions
+-- created later (xray_create_step_partitions) are distributed as they are created.
+SELECT create_distributed_table(%(table)s::regclass, 'run_id',
+                                colocate_with => %(colocate_with)s)
+
+-- name: replicate_table
+SELECT create_reference_table(%(table)s::regclass)
