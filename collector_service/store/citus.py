@@ -22,7 +22,7 @@ from collector_service.store.queries import load
 
 logger = logging.getLogger(__name__)
 
-_QUERIES = load("citus.sql")
+QUERIES = load("citus.sql")
 
 DISTRIBUTED = ("xray_runs", "xray_steps", "xray_artifacts")
 """Distributed by ``run_id``, co-located with the first."""
@@ -32,7 +32,7 @@ REFERENCE = ("xray_auth_tokens",)
 
 def is_citus(conn: psycopg.Connection) -> bool:
     """Whether the ``citus`` extension is installed in this database."""
-    row = conn.execute(_QUERIES["citus_installed"]).fetchone()
+    row = conn.execute(QUERIES["citus_installed"]).fetchone()
     return bool(row and row[0])
 
 
@@ -41,16 +41,16 @@ def distribute_tables(conn: psycopg.Connection) -> list[str]:
     done, as ``table (kind)``. Nothing on a database without the extension."""
     if not is_citus(conn):
         return []
-    known = {row[0] for row in conn.execute(_QUERIES["citus_tables"]).fetchall()}
+    known = {row[0] for row in conn.execute(QUERIES["citus_tables"]).fetchall()}
     done: list[str] = []
     for table in DISTRIBUTED:
         if table not in known:
-            conn.execute(_QUERIES["distribute_table"],
+            conn.execute(QUERIES["distribute_table"],
                          {"table": table, "colocate_with": _colocation(table)})
             done.append(f"{table} (distributed by run_id)")
     for table in REFERENCE:
         if table not in known:
-            conn.execute(_QUERIES["replicate_table"], {"table": table})
+            conn.execute(QUERIES["replicate_table"], {"table": table})
             done.append(f"{table} (reference)")
     for item in done:
         logger.info("citus: %s", item)

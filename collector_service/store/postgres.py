@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector_service.errors import ConfigError, StorageError, StorageUnavailable
 from collector_service.store.availability import DatabaseWatch, first_line
+from collector_service.store.citus import QUERIES as CITUS_QUERIES
 from collector_service.store.partitions import create_step_partitions
 from collector_service.store.queries import load
 from collector_service.store.rows import (
@@ -81,6 +82,7 @@ class PostgresStore:
         self._max_size = max_size
         self._timeout_s = timeout_s
         self._pool: AsyncConnectionPool | None = None
+        self._citus: bool | None = None  # found on the first write (store.citus)
         self.watch = DatabaseWatch(conninfo, on_down=self._drop_pool, on_up=self._new_pool,
                                    on_change=on_availability)
 
@@ -198,7 +200,8 @@ class PostgresStore:
                           artifacts: Sequence[ArtifactRef]) -> WriteResult:
         try:
             async with self._connection() as conn, conn.transaction():
-                inserted = await _write_rows(conn, runs, steps, artifacts)
+                inserted = await _write_rows(conn, runs, steps, artifacts,
+                                             citus=await self._is_citus(conn))
             return WriteResult(inserted)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise StorageError(
@@ -214,11 +217,12 @@ class PostgresStore:
         for artifact in artifacts:
             by_span[(artifact.trace_id, artifact.span_id)].append(artifact)
         async with self._connection() as conn, conn.transaction():
+            citus = await self._is_citus(conn)
             for run in runs:
                 try:
                     async with conn.transaction():
                         await _write_rows(conn, [run], [], by_span[(run.trace_id, run.span_id)],
-                                          copy_new=False)
+                                          copy_new=False, citus=citus)
                 except _DATA_ERRORS as exc:
                     rejected.append(RejectedSpan(run.trace_id, run.span_id or "",
                                                  f"run {run.run_id!r}: {first_line(exc)}"))
@@ -227,21 +231,29 @@ class PostgresStore:
                     async with conn.transaction():
                         inserted += await _write_rows(
                             conn, [], [step], by_span[(step.trace_id, step.span_id)],
-                            copy_new=False)
+                            copy_new=False, citus=citus)
                 except _DATA_ERRORS as exc:
                     rejected.append(RejectedSpan(step.trace_id, step.span_id, first_line(exc)))
         return WriteResult(inserted, tuple(rejected))
 
+    async def _is_citus(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Whether the database is a Citus coordinator: some statements differ there."""
+        if self._citus is None:
+            cur = await conn.execute(CITUS_QUERIES["citus_installed"])
+            row = await cur.fetchone()
+            self._citus = bool(row and row[0])
+        return self._citus
+
 
 async def _write_rows(conn: psycopg.AsyncConnection[Any], runs: Sequence[RunRow],
                       steps: Sequence[StepRow], artifacts: Sequence[ArtifactRef],
-                      *, copy_new: bool = True) -> int:
+                      *, copy_new: bool = True, citus: bool = False) -> int:
     inserted = 0
     async with conn.cursor() as cur:
         if runs:
             await cur.execute(_QUERIES["upsert_runs"], _runs_json(runs))
         if steps or any(run.from_run_span for run in runs):
-            inserted = await write_steps(cur, runs, steps, copy_new=copy_new)
+            inserted = await write_steps(cur, runs, steps, copy_new=copy_new, citus=citus)
         if artifacts:
             await cur.execute(_QUERIES["insert_artifacts"], _artifact_columns(artifacts))
     return inserted

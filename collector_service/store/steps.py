@@ -30,17 +30,20 @@ StepKey = tuple[str, str, str]
 
 
 async def write_steps(cur: psycopg.AsyncCursor[Any], runs: Sequence[RunRow],
-                      steps: Sequence[StepRow], *, copy_new: bool = True) -> int:
+                      steps: Sequence[StepRow], *, copy_new: bool = True,
+                      citus: bool = False) -> int:
     """Store ``steps`` (after ``upsert_runs`` of ``runs`` in the same transaction) and give
     the stored steps of completed runs their pipeline; return the step rows inserted or
-    completed. ``copy_new=False`` sends every step through the staging table."""
+    completed. ``copy_new=False`` sends every step through the staging table. ``citus``:
+    the database is a Citus coordinator, which refuses the lateral probes PostgreSQL
+    needs (ingest.sql, the ``_citus`` variants)."""
     completed = {run.run_id for run in runs if run.from_run_span}
     if not copy_new:
-        inserted = await _write_staged(cur, steps) if steps else 0
+        inserted = await _write_staged(cur, steps, citus) if steps else 0
         if completed:
             await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": sorted(completed)})
         return inserted
-    stored = await _stored_keys(cur, {step.run_id for step in steps} | completed)
+    stored = await _stored_keys(cur, {step.run_id for step in steps} | completed, citus)
     new, staged = split_new_steps(steps, stored)
     inserted = 0
     if new:
@@ -50,7 +53,7 @@ async def write_steps(cur: psycopg.AsyncCursor[Any], runs: Sequence[RunRow],
                 await copy.write_row(_new_step_values(step))
         inserted += len(new)
     if staged:
-        inserted += await _write_staged(cur, staged)
+        inserted += await _write_staged(cur, staged, citus)
     waiting = sorted({key[0] for key, no_pipeline in stored.items() if no_pipeline} & completed)
     if waiting:
         await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": waiting})
@@ -73,16 +76,19 @@ def split_new_steps(steps: Sequence[StepRow], stored: dict[StepKey, bool]
     return new, staged
 
 
-async def _stored_keys(cur: psycopg.AsyncCursor[Any], run_ids: set[str]) -> dict[StepKey, bool]:
+async def _stored_keys(cur: psycopg.AsyncCursor[Any], run_ids: set[str],
+                       citus: bool) -> dict[StepKey, bool]:
     """The stored steps of ``run_ids``: key → whether the row still lacks a pipeline."""
     if not run_ids:
         return {}
-    await cur.execute(_QUERIES["stored_step_keys"], {"run_ids": sorted(run_ids)})
+    await cur.execute(_QUERIES["stored_step_keys_citus" if citus else "stored_step_keys"],
+                      {"run_ids": sorted(run_ids)})
     return {(run_id, trace_id, span_id): no_pipeline
             for run_id, trace_id, span_id, no_pipeline in await cur.fetchall()}
 
 
-async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow]) -> int:
+async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow],
+                        citus: bool) -> int:
     await cur.execute(_QUERIES["stage_steps_table"])
     async with cur.copy(_QUERIES["copy_steps"]) as copy:
         copy.set_types(_STAGED_TYPES)
@@ -92,7 +98,11 @@ async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow])
     # against concurrent batches of the same runs (see ingest.sql).
     await cur.execute(_QUERIES["complete_running_steps"])
     inserted = max(cur.rowcount, 0)
-    await cur.execute(_QUERIES["insert_steps"], {"run_ids": sorted({s.run_id for s in steps})})
+    if citus:
+        await cur.execute(_QUERIES["insert_steps_citus"],
+                          {"run_ids": sorted({step.run_id for step in steps})})
+    else:
+        await cur.execute(_QUERIES["insert_steps"])
     return inserted + max(cur.rowcount, 0)
 
 

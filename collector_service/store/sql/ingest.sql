@@ -67,8 +67,18 @@ WHERE (EXCLUDED.span_id IS NOT NULL
 -- the row still lacks a pipeline. Read after upsert_runs, whose row locks stay until
 -- commit: no other batch can store a step of these runs in between, so a step of the
 -- batch whose key is not here is new, and goes by COPY straight into xray_steps
--- (store/steps.py). Without started_at no partition can be pruned: each partition's
--- (run_id, seq) index is probed once per run. On Citus the run ids pick the shards.
+-- (store/steps.py). One index probe per run: without started_at a probe cannot be pruned to
+-- one partition, and a batch holds several steps of each run (OFFSET 0 keeps the planner
+-- from turning the probes into a scan of xray_steps).
+SELECT t.run_id, t.trace_id, t.span_id, t.pipeline IS NULL
+FROM unnest(%(run_ids)s::text[]) AS b(run_id)
+CROSS JOIN LATERAL (
+    SELECT x.run_id, x.trace_id, x.span_id, x.pipeline FROM xray_steps x
+    WHERE x.run_id = b.run_id OFFSET 0) AS t
+
+-- name: stored_step_keys_citus
+-- The same on a Citus coordinator, which refuses OFFSET in a lateral subquery over a table
+-- function: the run ids also pick the shards to ask.
 SELECT x.run_id, x.trace_id, x.span_id, x.pipeline IS NULL
 FROM xray_steps x
 WHERE x.run_id = ANY(%(run_ids)s::text[])
@@ -159,11 +169,37 @@ WHERE t.status = 'running'
 -- locks the conflicting row even when its WHERE is false). So batches touching one run
 -- take turns, and the later one sees the earlier one's rows. ON CONFLICT DO NOTHING is the
 -- last guard for the unique key itself.
--- The steps already stored for the batch's runs (%(run_ids)s, the staged steps' runs)
--- are read once per run, not probed once per step: without started_at a probe cannot be
--- pruned to one partition, and a batch holds several steps of each run. The run ids come
--- as an array, not from the staging table, which has no statistics (the planner would
--- scan xray_steps) and which Citus cannot join to a distributed table in a subquery.
+-- The steps already stored for the batch's runs are read once per run, not probed once
+-- per step: without started_at a probe cannot be pruned to one partition, and a batch
+-- holds several steps of each run. (OFFSET 0 keeps this an index probe per run: the
+-- staging table has no statistics, and the planner would otherwise scan xray_steps.)
+WITH stored AS MATERIALIZED (
+    SELECT t.run_id, t.trace_id, t.span_id
+    FROM (SELECT DISTINCT run_id FROM xray_steps_incoming) AS b
+    CROSS JOIN LATERAL (
+        SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
+        WHERE x.run_id = b.run_id OFFSET 0) AS t
+)
+INSERT INTO xray_steps (
+    run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
+    why, why_json, input, output, metrics, status, error, started_at, ended_at,
+    trace_id, span_id, parent_span_id, attributes, ingest_warnings)
+SELECT DISTINCT ON (s.run_id, s.trace_id, s.span_id)
+       s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
+       s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
+       s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
+       s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
+FROM xray_steps_incoming s
+LEFT JOIN xray_runs r ON r.run_id = s.run_id
+WHERE NOT EXISTS (
+    SELECT FROM stored t
+    WHERE t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id)
+ORDER BY s.run_id, s.trace_id, s.span_id, s.status = 'running'
+ON CONFLICT DO NOTHING
+
+-- name: insert_steps_citus
+-- insert_steps on a Citus coordinator: the staged steps' run ids come as an array
+-- (%(run_ids)s), since Citus refuses the lateral probes with OFFSET.
 WITH stored AS MATERIALIZED (
     SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
     WHERE x.run_id = ANY(%(run_ids)s::text[])
