@@ -8,6 +8,7 @@ the hashes of unrevoked tokens asynchronously, every few seconds.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,8 @@ from collector_service.errors import NotFound, XRayError
 from collector_service.store.queries import load
 
 _QUERIES = load("tokens.sql")
+_ACTIVE_NAME_INDEX = re.compile(r"xray_auth_tokens_active_name_idx(_\d+)?")
+"""The unique index on active names; on Citus the error names its shard (``_<shard id>``)."""
 TOKEN_PREFIX = "xr_"
 MAX_NAME_CHARS = 100
 _ID_ATTEMPTS = 5
@@ -79,7 +82,7 @@ def create_token(conn: psycopg.Connection[Any], name: str) -> NewToken:
             with conn.transaction():
                 row = conn.execute(_QUERIES["create"], params).fetchone()
         except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == "xray_auth_tokens_active_name_idx":
+            if _ACTIVE_NAME_INDEX.fullmatch(exc.diag.constraint_name or ""):
                 raise XRayError(f"a token named {name!r} is active already; revoke it "
                                 "first or choose another name") from None
             continue  # an id (or, in theory, a hash) already taken: draw again

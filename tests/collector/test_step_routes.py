@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from collector_service.ingest.events import map_events
 from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
+from collector_service.store.citus import QUERIES as CITUS_QUERIES
 from collector_service.store.postgres import _write_rows
 from collector_service.store.rows import MappedBatch, StepRow
 from collector_service.store.steps import split_new_steps
@@ -102,10 +103,12 @@ def _mapped(events: Sequence[dict[str, Any]]) -> MappedBatch:
 async def _write_batches(url: str, batches: Sequence[MappedBatch], copy_new: bool) -> list[int]:
     counts = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(CITUS_QUERIES["citus_installed"])
+        citus = bool((await cur.fetchone() or (False,))[0])
         for batch in batches:
             async with conn.transaction():
                 counts.append(await _write_rows(conn, batch.runs, batch.steps, [],
-                                                copy_new=copy_new))
+                                                copy_new=copy_new, citus=citus))
     return counts
 
 

@@ -155,7 +155,7 @@ def test_steps_are_stored_with_summaries_while_the_store_is_down(
             "SELECT s.step_name, s.candidates_in, s.candidates_out, s.metrics, s.why,"
             " s.ingest_warnings, a.artifact_id, a.size_bytes, a.storage, a.location,"
             " a.downgraded, a.downgrade_reason, a.preview"
-            " FROM xray_steps s JOIN xray_artifacts a USING (trace_id, span_id)"
+            " FROM xray_steps s JOIN xray_artifacts a USING (run_id, trace_id, span_id)"
             " WHERE s.run_id = %s ORDER BY s.started_at", (run_id,)).fetchall()
         assert [r[0] for r in rows] == [f"{p}-{i}" for p in PHASES
                                         for i in range(STEPS_PER_PHASE)]
