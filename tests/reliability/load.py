@@ -51,18 +51,52 @@ class Ledger:
     acks_by_target: Counter[str] = field(default_factory=Counter)
     in_flight_at: list[tuple[float, float, str]] = field(default_factory=list)
     """(sent, answered, outcome) of each request, in ``time.monotonic()`` terms."""
+    _sending: int = 0
+    """Requests sent and not yet answered."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, target: str, keys: Sequence[SpanKey], outcome: str,
-               sent: float, answered: float) -> None:
+    def sending(self) -> float:
+        """Count one request as in flight from now; the moment it was sent, for ``record``."""
         with self._lock:
-            self.outcomes[outcome] += 1
-            self.in_flight_at.append((sent, answered, outcome))
-            if outcome == "OK":
-                self.acked.update(keys)
-                self.acks_by_target[target] += 1
-            elif outcome == "CANCELLED":
-                self.cancelled.update(keys)
+            self._sending += 1
+            return time.monotonic()
+
+    def record(self, target: str, keys: Sequence[SpanKey], outcome: str, sent: float) -> None:
+        """The answer to a request counted by ``sending``, timed under the lock, so a
+        moment taken by ``while_in_flight`` falls strictly between its sent and answered."""
+        with self._lock:
+            self._sending -= 1
+            self._note(target, keys, outcome, sent, time.monotonic())
+
+    def gave_up(self, keys: Sequence[SpanKey], moment: float) -> None:
+        with self._lock:
+            self._note("", keys, "GAVE_UP", moment, moment)
+
+    def while_in_flight(self, act: Callable[[], None], timeout_s: float = 60.0) -> float:
+        """Call ``act`` at a moment when at least one request is in flight; that moment.
+
+        Senders spend part of each turn building their next batch in Python, so at any
+        single instant they may all be between requests; this waits for one that is not.
+        """
+        give_up = time.monotonic() + timeout_s
+        while time.monotonic() < give_up:
+            with self._lock:
+                if self._sending:
+                    moment = time.monotonic()
+                    act()
+                    return moment
+            time.sleep(0.001)
+        raise AssertionError("no request was ever in flight")
+
+    def _note(self, target: str, keys: Sequence[SpanKey], outcome: str,
+              sent: float, answered: float) -> None:
+        self.outcomes[outcome] += 1
+        self.in_flight_at.append((sent, answered, outcome))
+        if outcome == "OK":
+            self.acked.update(keys)
+            self.acks_by_target[target] += 1
+        elif outcome == "CANCELLED":
+            self.cancelled.update(keys)
 
     def acks(self, target: str | None = None) -> int:
         with self._lock:
@@ -126,13 +160,13 @@ class Sender(threading.Thread):
 
     def _once(self, stub: TraceServiceStub, batch: ExportTraceServiceRequest,
               keys: Sequence[SpanKey], target: str = "") -> str:
-        sent = time.monotonic()
+        sent = self.ledger.sending()
         try:
             stub.Export(batch, timeout=_RPC_TIMEOUT_S)
             outcome = "OK"
         except grpc.RpcError as exc:
             outcome = exc.code().name
-        self.ledger.record(target or self.targets[0], keys, outcome, sent, time.monotonic())
+        self.ledger.record(target or self.targets[0], keys, outcome, sent)
         if outcome == "UNAVAILABLE":
             time.sleep(_RETRY_PAUSE_S)
         return outcome
@@ -145,7 +179,7 @@ class Sender(threading.Thread):
             outcome = self._once(stubs[target], batch, keys, target)
             if outcome != "UNAVAILABLE":
                 return  # acknowledged, or an outcome the test will report
-        self.ledger.record("", keys, "GAVE_UP", give_up, give_up)
+        self.ledger.gave_up(keys, give_up)
 
 
 def run_senders(senders: Iterable[Sender]) -> list[Sender]:
