@@ -37,16 +37,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from ingest import BATCH_SPANS, build_requests, generate_runs
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from psycopg import postgres, pq
 from psycopg._copy_base import BinaryFormatter  # what copy.write_row uses
-from psycopg.adapt import Transformer
+from psycopg.adapt import AdaptersMap, Transformer
 
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.offload import OffloadPolicy, plan
 from collector_service.store.steps import (  # the COPY row of a new step and its types
+    _BYTES_DUMPER,
     _NEW_TYPES,
     _new_step_values,
 )
@@ -109,7 +111,9 @@ def parse_only(body: bytes) -> ExportTraceServiceRequest:
 
 
 def copy_text(rows: Sequence[tuple[Any, ...]]) -> int:
-    transformer = Transformer()
+    adapters = AdaptersMap(psycopg.adapters)
+    adapters.register_dumper(bytes, _BYTES_DUMPER)  # as write_steps does on its cursor
+    transformer = Transformer(adapters)
     transformer.set_dumper_types(_COPY_OIDS, pq.Format.BINARY)
     formatter = BinaryFormatter(transformer)
     size = sum(len(formatter.write_row(row)) for row in rows)

@@ -61,16 +61,15 @@ def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
     remaining: dict[str, Any] = {}
     for kv in key_values:
         key, any_value = kv.key, kv.value
-        kind = any_value.WhichOneof("value")
-        value: Any
-        if kind == "string_value":
-            value = any_value.string_value
-        elif kind in _SCALARS:
-            value = getattr(any_value, kind)
-        elif kind is None:
-            value = None
-        else:
-            return None  # bytes, arrays and maps: the general readers' business
+        value: Any = any_value.string_value  # the usual kind, read without asking
+        if not value:  # not a string, or an empty one
+            kind = any_value.WhichOneof("value")
+            if kind in _SCALARS:
+                value = getattr(any_value, kind)
+            elif kind is None:
+                value = None
+            elif kind != "string_value":
+                return None  # bytes, arrays and maps: the general readers' business
         if key in _CONTRACT:
             columns[key] = value
         elif key.startswith(_METRIC):

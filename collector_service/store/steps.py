@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.adapt import PyFormat
 
 from collector_service.store.queries import load
 from collector_service.store.rows import RunRow, StepRow, adjustments_json
@@ -36,24 +37,20 @@ async def write_steps(cur: psycopg.AsyncCursor[Any], runs: Sequence[RunRow],
     the stored steps of completed runs their pipeline; return the step rows inserted or
     completed. ``copy_new=False`` sends every step through the staging table. ``citus``:
     the database is a Citus coordinator, which refuses the lateral probes PostgreSQL
-    needs (ingest.sql, the ``_citus`` variants)."""
+    needs (ingest.sql, ``stored_step_keys_citus``)."""
     completed = {run.run_id for run in runs if run.from_run_span}
-    if not copy_new:
-        inserted = await _write_staged(cur, steps, citus) if steps else 0
-        if completed:
-            await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": sorted(completed)})
-        return inserted
     stored = await _stored_keys(cur, {step.run_id for step in steps} | completed, citus)
-    new, staged = split_new_steps(steps, stored)
+    new, staged = split_new_steps(steps, stored) if copy_new else ([], list(steps))
     inserted = 0
     if new:
+        cur.adapters.register_dumper(bytes, _BYTES_DUMPER)
         async with cur.copy(_QUERIES["copy_new_steps"]) as copy:
             copy.set_types(_NEW_TYPES)
             for step in new:
                 await copy.write_row(_new_step_values(step))
         inserted += len(new)
     if staged:
-        inserted += await _write_staged(cur, staged, citus)
+        inserted += await _write_staged(cur, staged, stored)
     waiting = sorted({key[0] for key, no_pipeline in stored.items() if no_pipeline} & completed)
     if waiting:
         await cur.execute(_QUERIES["backfill_step_pipelines"], {"run_ids": waiting})
@@ -88,7 +85,7 @@ async def _stored_keys(cur: psycopg.AsyncCursor[Any], run_ids: set[str],
 
 
 async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow],
-                        citus: bool) -> int:
+                        stored: dict[StepKey, bool]) -> int:
     await cur.execute(_QUERIES["stage_steps_table"])
     async with cur.copy(_QUERIES["copy_steps"]) as copy:
         copy.set_types(_STAGED_TYPES)
@@ -98,11 +95,12 @@ async def _write_staged(cur: psycopg.AsyncCursor[Any], steps: Sequence[StepRow],
     # against concurrent batches of the same runs (see ingest.sql).
     await cur.execute(_QUERIES["complete_running_steps"])
     inserted = max(cur.rowcount, 0)
-    if citus:
-        await cur.execute(_QUERIES["insert_steps_citus"],
-                          {"run_ids": sorted({step.run_id for step in steps})})
-    else:
-        await cur.execute(_QUERIES["insert_steps"])
+    already = sorted({(s.run_id, s.trace_id, s.span_id) for s in steps} & stored.keys())
+    await cur.execute(_QUERIES["insert_steps"], {
+        "stored_run_ids": [key[0] for key in already],
+        "stored_trace_ids": [key[1] for key in already],
+        "stored_span_ids": [key[2] for key in already],
+    })
     return inserted + max(cur.rowcount, 0)
 
 
@@ -150,6 +148,12 @@ def _new_step_values(s: StepRow) -> tuple[Any, ...]:
         None if adjustments is None else _jsonb(adjustments),
     )
 
+
+_BYTES_DUMPER = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
+"""psycopg's dumper of ``bytes``, compiled where its C extension is installed. Asked for
+a ``bytea`` column by name, psycopg would pick the dumper of the DB-API ``Binary``
+wrapper, written in Python: registered on the cursor, this one dumps the ``jsonb``
+columns in a quarter of the time."""
 
 _EMPTY_OBJECT = b"\x01{}"
 

@@ -163,23 +163,15 @@ WHERE t.status = 'running'
 -- span_id), whatever its start time: a replayed span, a start arriving after its end, or
 -- an end that complete_running_steps just used, changes nothing. One row per key (a
 -- completed one first) so a batch never inserts a step twice.
--- Concurrency: NOT EXISTS alone would let two transactions insert the same step at once.
--- They cannot: every batch first upserts the xray_runs rows of its steps (upsert_runs),
--- which locks each of those rows, in run_id order, until commit (ON CONFLICT DO UPDATE
--- locks the conflicting row even when its WHERE is false). So batches touching one run
--- take turns, and the later one sees the earlier one's rows. ON CONFLICT DO NOTHING is the
--- last guard for the unique key itself.
--- The steps already stored for the batch's runs are read once per run, not probed once
--- per step: without started_at a probe cannot be pruned to one partition, and a batch
--- holds several steps of each run. (OFFSET 0 keeps this an index probe per run: the
--- staging table has no statistics, and the planner would otherwise scan xray_steps.)
-WITH stored AS MATERIALIZED (
-    SELECT t.run_id, t.trace_id, t.span_id
-    FROM (SELECT DISTINCT run_id FROM xray_steps_incoming) AS b
-    CROSS JOIN LATERAL (
-        SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
-        WHERE x.run_id = b.run_id OFFSET 0) AS t
-)
+-- The keys of the staged steps already stored come as three arrays: store/steps.py read
+-- them with stored_step_keys after upsert_runs. Concurrency: that read alone would let two
+-- transactions insert the same step at once. They cannot: every batch first upserts the
+-- xray_runs rows of its steps (upsert_runs), which locks each of those rows, in run_id
+-- order, until commit (ON CONFLICT DO UPDATE locks the conflicting row even when its WHERE
+-- is false). So batches touching one run take turns, and the later one reads the earlier
+-- one's rows. ON CONFLICT DO NOTHING is the last guard for the unique key itself.
+-- The anti-join is on an array, not on xray_steps, so PostgreSQL and a Citus coordinator
+-- run the same statement.
 INSERT INTO xray_steps (
     run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
     why, why_json, input, output, metrics, status, error, started_at, ended_at,
@@ -191,33 +183,10 @@ SELECT DISTINCT ON (s.run_id, s.trace_id, s.span_id)
        s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
 FROM xray_steps_incoming s
 LEFT JOIN xray_runs r ON r.run_id = s.run_id
-WHERE NOT EXISTS (
-    SELECT FROM stored t
-    WHERE t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id)
-ORDER BY s.run_id, s.trace_id, s.span_id, s.status = 'running'
-ON CONFLICT DO NOTHING
-
--- name: insert_steps_citus
--- insert_steps on a Citus coordinator: the staged steps' run ids come as an array
--- (%(run_ids)s), since Citus refuses the lateral probes with OFFSET.
-WITH stored AS MATERIALIZED (
-    SELECT x.run_id, x.trace_id, x.span_id FROM xray_steps x
-    WHERE x.run_id = ANY(%(run_ids)s::text[])
-)
-INSERT INTO xray_steps (
-    run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
-    why, why_json, input, output, metrics, status, error, started_at, ended_at,
-    trace_id, span_id, parent_span_id, attributes, ingest_warnings)
-SELECT DISTINCT ON (s.run_id, s.trace_id, s.span_id)
-       s.run_id, s.seq, s.step_name, s.step_type, COALESCE(s.pipeline, r.pipeline),
-       s.candidates_in, s.candidates_out, s.why, s.why_json::jsonb, s.input::jsonb,
-       s.output::jsonb, s.metrics::jsonb, s.status, s.error, s.started_at, s.ended_at,
-       s.trace_id, s.span_id, s.parent_span_id, s.attributes::jsonb, s.ingest_warnings::jsonb
-FROM xray_steps_incoming s
-LEFT JOIN xray_runs r ON r.run_id = s.run_id
-WHERE NOT EXISTS (
-    SELECT FROM stored t
-    WHERE t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id)
+LEFT JOIN unnest(%(stored_run_ids)s::text[], %(stored_trace_ids)s::text[],
+                 %(stored_span_ids)s::text[]) AS t(run_id, trace_id, span_id)
+       ON t.run_id = s.run_id AND t.trace_id = s.trace_id AND t.span_id = s.span_id
+WHERE t.run_id IS NULL
 ORDER BY s.run_id, s.trace_id, s.span_id, s.status = 'running'
 ON CONFLICT DO NOTHING
 
