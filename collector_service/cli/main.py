@@ -55,15 +55,18 @@ def cmd_collector(args: argparse.Namespace, config: CollectorConfig) -> int:
 
 def cmd_migrate(args: argparse.Namespace, config: CollectorConfig) -> int:
     from collector_service.store.embedded import resolve_database
-    from collector_service.store.migrate import apply_migrations
+    from collector_service.store.migrate import apply_migrations, citus_layout
 
     url, embedded = resolve_database(config)
     try:
         applied = apply_migrations(url)
+        layout = citus_layout(url)
     finally:
         if embedded is not None:
             embedded.stop()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    for line in layout:
+        print(f"citus: {line}")
     return 0
 
 

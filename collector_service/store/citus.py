@@ -57,6 +57,18 @@ def distribute_tables(conn: psycopg.Connection) -> list[str]:
     return done
 
 
+def describe_layout(conn: psycopg.Connection) -> list[str]:
+    """How each X-Ray table is laid out on a Citus coordinator, one line a table, for
+    ``xray migrate`` to print; nothing on a database without the extension."""
+    if not is_citus(conn):
+        return []
+    rows = conn.execute(QUERIES["table_layout"],
+                        {"tables": [*DISTRIBUTED, *REFERENCE]}).fetchall()
+    return [f"{table}: {kind}" + (f" by {column}" if column != "<none>" else "")
+            + f", {shards} shard{'s' if shards != 1 else ''}"
+            for table, kind, column, shards in rows]
+
+
 def _colocation(table: str) -> str:
     """The first distributed table starts a co-location group; the others join it."""
     return "default" if table == DISTRIBUTED[0] else DISTRIBUTED[0]

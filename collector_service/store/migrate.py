@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from collector_service.errors import MigrationError
-from collector_service.store.citus import distribute_tables
+from collector_service.store.citus import describe_layout, distribute_tables
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,15 @@ def _apply_locked(conn: psycopg.Connection, migrations: list[Migration]) -> list
         logger.info("applied migration %s", migration.name)
         done.append(migration.name)
     return done
+
+
+def citus_layout(conninfo: str) -> list[str]:
+    """How X-Ray's tables are distributed, when the database is a Citus coordinator."""
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return describe_layout(conn)
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot read the tables' layout on Citus: {exc}") from exc
 
 
 def _distribute(conn: psycopg.Connection) -> None:

@@ -19,10 +19,17 @@ import psycopg
 import pytest
 from google.protobuf import json_format
 
+from collector_service.cli.main import main
 from collector_service.ingest.events import map_events
 from collector_service.ingest.mapping import map_request
 from collector_service.ingest.proto.xray.v1 import events_pb2 as pb
-from collector_service.store.citus import DISTRIBUTED, REFERENCE, distribute_tables, is_citus
+from collector_service.store.citus import (
+    DISTRIBUTED,
+    REFERENCE,
+    describe_layout,
+    distribute_tables,
+    is_citus,
+)
 from collector_service.store.migrate import apply_migrations, load_migrations, migrations_dir
 from collector_service.store.postgres import PostgresStore
 from collector_service.store.rows import MappedBatch
@@ -56,6 +63,7 @@ def test_plain_postgresql_is_left_alone(databases: DatabaseFactory) -> None:
     with psycopg.connect(url) as conn:
         assert not is_citus(conn)
         assert distribute_tables(conn) == []
+        assert describe_layout(conn) == []
         assert conn.execute(
             "SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone() == (0,)
 
@@ -78,6 +86,27 @@ def test_migrating_a_coordinator_distributes_the_tables_by_run_id(
     with psycopg.connect(url, autocommit=True) as conn:
         assert distribute_tables(conn) == []
     assert apply_migrations(url) == []
+
+
+def test_migrate_says_how_the_tables_are_laid_out(citus: DatabaseFactory,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    url = citus.create()
+    assert main(["migrate", "--database-url", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("applied: 0001_")
+    layout = sorted(line for line in lines if line.startswith("citus: "))
+    assert [line.split(",")[0] for line in layout] == [
+        "citus: xray_artifacts: distributed by run_id",
+        "citus: xray_auth_tokens: reference",
+        "citus: xray_runs: distributed by run_id",
+        "citus: xray_steps: distributed by run_id",
+    ]
+    assert all(line.endswith(" shards") or line.endswith(" 1 shard") for line in layout)
+    # Again: nothing to apply, the same layout.
+    assert main(["migrate", "--database-url", url]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again[0] == "schema is up to date"
+    assert sorted(again[1:]) == layout
 
 
 def test_partitions_created_later_are_distributed(citus: DatabaseFactory) -> None:

@@ -9,6 +9,13 @@ SELECT c.relname
 FROM pg_dist_partition p
 JOIN pg_class c ON c.oid = p.logicalrelid
 
+-- name: table_layout
+-- The given tables as Citus holds them (partitions are not listed: they follow their parent).
+SELECT table_name::text, citus_table_type, distribution_column, shard_count
+FROM citus_tables
+WHERE table_name::text = ANY(%(tables)s::text[])
+ORDER BY table_name::text
+
 -- name: distribute_table
 -- Hash-distributed on run_id; a partitioned table's partitions follow it, and partitions
 -- created later (xray_create_step_partitions) are distributed as they are created.
