@@ -12,8 +12,10 @@ later run reuses it when it holds that many steps (``--drop`` drops it at the en
 
 Then, for each index alone (the other dropped inside a transaction that is rolled back),
 the seed query exactly as written is run ``--repeats`` times and the median and p95
-wall times are printed (client side: the query and fetching its rows, as text, psql's and
-psycopg's default, then as binary, as asyncpg and JDBC fetch), the server's own median
+wall times are printed (client side: the query and fetching its rows into Python tuples, as
+text, psycopg's default, then as binary, as asyncpg and JDBC fetch; and as psql's
+``\timing`` sees it: planned every time, the rows received by libpq and not converted,
+so the figure is the database's and the wire's, not the Python client's), the server's own median
 planning and execution times (no rows sent) and the plan. Beside them: fetching the same
 rows from a table of only those rows (the floor under any index), the index sizes (summed
 over the partitions), and the time to insert 100,000 more steps (rolled back) with either
@@ -31,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -195,6 +197,26 @@ def time_query(conn: psycopg.Connection, repeats: int, binary: bool = False,
     return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], len(rows)
 
 
+def time_as_psql(conn: psycopg.Connection, repeats: int, query: str = SEED_QUERY
+                 ) -> tuple[float, float, int]:
+    """Median and p95 wall time (ms) of the query as psql's ``\\timing`` reports it: sent as
+    a simple query (so planned every time, never prepared), every row received by libpq,
+    none turned into Python values. After two warm-up runs."""
+    pgconn = conn.pgconn
+    times, rows = [], 0
+    for run in range(repeats + 2):
+        began = time.perf_counter()
+        result = pgconn.exec_(query.encode())
+        elapsed = (time.perf_counter() - began) * 1000
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            raise RuntimeError(f"the query failed: {result.error_message.decode()}")
+        rows = result.ntuples
+        if run >= 2:
+            times.append(elapsed)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], rows
+
+
 def server_ms(conn: psycopg.Connection, repeats: int) -> tuple[float, float]:
     """Median planning and execution time (ms) on the server alone, no rows sent:
     ``EXPLAIN (ANALYZE, TIMING OFF)``, which skips the per-node clocks."""
@@ -231,16 +253,21 @@ def report(conn: psycopg.Connection, repeats: int) -> None:
                   " FROM seed_rows")
     median, p95, count = time_query(conn, repeats, query=rows_alone)
     binary_median, _, _ = time_query(conn, repeats, binary=True, query=rows_alone)
+    psql_median, _, _ = time_as_psql(conn, repeats, query=rows_alone)
     print(f"\nthe same {count:,} rows from a table of only those rows (no search, no sort):"
-          f" median {median:.1f} ms, p95 {p95:.1f} ms; binary results {binary_median:.1f} ms")
+          f" median {median:.1f} ms, p95 {p95:.1f} ms; binary results {binary_median:.1f} ms;"
+          f" as psql receives them {psql_median:.1f} ms")
     conn.execute("DROP TABLE seed_rows")
     for label, index in (("0008 index (current)", CURRENT), ("0001 index (baseline)", BASELINE)):
         with only(conn, index):
             median, p95, count = time_query(conn, repeats)
             binary_median, binary_p95, _ = time_query(conn, repeats, binary=True)
+            psql_median, psql_p95, _ = time_as_psql(conn, repeats)
             planning, execution = server_ms(conn, repeats)
             print(f"\nseed query, {label} {index}: {count:,} rows of {total:,} steps; "
                   f"median {median:.1f} ms, p95 {p95:.1f} ms over {repeats} runs")
+            print(f"  as psql runs it (planned each time, rows received by libpq, not turned"
+                  f" into Python values): median {psql_median:.1f} ms, p95 {psql_p95:.1f} ms")
             print(f"  binary results: median {binary_median:.1f} ms, p95 {binary_p95:.1f} ms;"
                   f" on the server alone (no rows sent): {execution:.1f} ms to execute,"
                   f" {planning:.1f} ms to plan (median)")
