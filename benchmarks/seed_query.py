@@ -16,7 +16,8 @@ wall times are printed (client side: the query and fetching its rows into Python
 text, psycopg's default, then as binary, as asyncpg and JDBC fetch; and as psql's
 ``\timing`` sees it: planned every time, the rows received by libpq and not converted,
 so the figure is the database's and the wire's, not the Python client's), the server's own median
-planning and execution times (no rows sent) and the plan. Beside them: fetching the same
+planning and execution times (no rows sent) and the plan; for the current index also with
+``constraint_exclusion = off``, an operator's choice. Beside them: fetching the same
 rows from a table of only those rows (the floor under any index), the index sizes (summed
 over the partitions), and the time to insert 100,000 more steps (rolled back) with either
 index or neither (fastest of three).
@@ -217,6 +218,20 @@ def time_as_psql(conn: psycopg.Connection, repeats: int, query: str = SEED_QUERY
     return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], rows
 
 
+def print_without_constraint_exclusion(conn: psycopg.Connection, repeats: int) -> None:
+    """The same with ``constraint_exclusion = off``, an operator's choice (see
+    docs/performance.md): PostgreSQL's default makes every plan parse and test the
+    ``CHECK`` constraints of each partition; declarative partitions need none of it."""
+    conn.execute("SET constraint_exclusion = off")
+    try:
+        psql_median, _, _ = time_as_psql(conn, repeats)
+        planning, execution = server_ms(conn, repeats)
+    finally:
+        conn.execute("RESET constraint_exclusion")
+    print(f"  with constraint_exclusion = off: as psql runs it {psql_median:.1f} ms;"
+          f" {execution:.1f} ms to execute, {planning:.1f} ms to plan (median)")
+
+
 def server_ms(conn: psycopg.Connection, repeats: int) -> tuple[float, float]:
     """Median planning and execution time (ms) on the server alone, no rows sent:
     ``EXPLAIN (ANALYZE, TIMING OFF)``, which skips the per-node clocks."""
@@ -271,6 +286,8 @@ def report(conn: psycopg.Connection, repeats: int) -> None:
             print(f"  binary results: median {binary_median:.1f} ms, p95 {binary_p95:.1f} ms;"
                   f" on the server alone (no rows sent): {execution:.1f} ms to execute,"
                   f" {planning:.1f} ms to plan (median)")
+            if index == CURRENT:
+                print_without_constraint_exclusion(conn, repeats)
             print(plan(conn))
     print("\nindex sizes:")
     for index in (CURRENT, BASELINE):
