@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from collector_service.store.citus import make_single_node
 from collector_service.store.embedded import EmbeddedPostgres
 
 
@@ -56,8 +57,12 @@ def scratch_database(server_url: str) -> Iterator[str]:
     name = f"xray_bench_{secrets.token_hex(4)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        citus = "citus" in str(admin.execute("SHOW shared_preload_libraries").fetchone())
+    url = make_conninfo(server_url, dbname=name)
     try:
-        yield make_conninfo(server_url, dbname=name)
+        if citus:
+            make_single_node(url)
+        yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

@@ -90,6 +90,7 @@ from psycopg import sql
 
 from collector_service.config import CollectorConfig
 from collector_service.server import CollectorThread
+from collector_service.store.citus import is_citus
 from xray_otel import conventions as c
 
 DEFAULT_SPANS = 20_000
@@ -337,6 +338,9 @@ def fresh_copy_table(conn: psycopg.Connection[Any]) -> sql.Composed:
     generated columns); return the ``COPY`` statement of ``COPY_COLUMNS`` into it."""
     conn.execute("DROP TABLE IF EXISTS bench_copy")
     conn.execute("CREATE TABLE bench_copy (LIKE xray_steps INCLUDING ALL)")
+    if is_citus(conn):  # distributed like xray_steps, so COPY is routed the same way
+        conn.execute("SELECT create_distributed_table('bench_copy', 'run_id',"
+                     " colocate_with => 'xray_steps')")
     columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
     return sql.SQL("COPY bench_copy ({}) FROM STDIN").format(columns)
 

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from collector_service.store.citus import make_single_node
 from collector_service.store.embedded import EmbeddedPostgres
 from collector_service.store.migrate import apply_migrations
 
@@ -68,7 +69,7 @@ class DatabaseFactory:
         self._created.append(name)
         url = str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=name))
         if self.citus:
-            _make_single_node_citus(url)
+            make_single_node(url)
         return url
 
     def drop_all(self) -> None:
@@ -76,17 +77,6 @@ class DatabaseFactory:
             for name in self._created:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
-
-
-def _make_single_node_citus(url: str) -> None:
-    """The Citus extension in this database, its coordinator holding the shards."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION citus")
-        conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
-        conn.execute("SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', true)",
-                     (host, port))
 
 
 @pytest.fixture(scope="session")

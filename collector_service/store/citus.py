@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from collector_service.store.queries import load
 
@@ -55,6 +56,18 @@ def distribute_tables(conn: psycopg.Connection) -> list[str]:
     for item in done:
         logger.info("citus: %s", item)
     return done
+
+
+def make_single_node(conninfo: str) -> None:
+    """Make the database at ``conninfo`` a one-node Citus cluster: the extension, and the
+    coordinator holding the shards itself. For trying X-Ray on Citus on one machine (the
+    tests and benchmarks do, on a server that preloads Citus); then migrate."""
+    params = conninfo_to_dict(conninfo)
+    host, port = str(params.get("host") or "localhost"), int(params.get("port") or 5432)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(QUERIES["create_extension"])
+        conn.execute(QUERIES["set_coordinator"], {"host": host, "port": port})
+        conn.execute(QUERIES["coordinator_holds_shards"], {"host": host, "port": port})
 
 
 def describe_layout(conn: psycopg.Connection) -> list[str]:

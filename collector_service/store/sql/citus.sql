@@ -9,6 +9,16 @@ SELECT c.relname
 FROM pg_dist_partition p
 JOIN pg_class c ON c.oid = p.logicalrelid
 
+-- name: create_extension
+CREATE EXTENSION IF NOT EXISTS citus
+
+-- name: set_coordinator
+SELECT citus_set_coordinator_host(%(host)s, %(port)s)
+
+-- name: coordinator_holds_shards
+-- On one node the coordinator is also the only worker.
+SELECT citus_set_node_property(%(host)s, %(port)s, 'shouldhaveshards', true)
+
 -- name: table_layout
 -- The given tables as Citus holds them (partitions are not listed: they follow their parent).
 SELECT table_name::text, citus_table_type, distribution_column, shard_count
