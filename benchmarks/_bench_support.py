@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from collector_service.store.citus import make_single_node
+from collector_service.store.citus import make_single_node, server_preloads_citus
 from collector_service.store.embedded import EmbeddedPostgres
 
 
@@ -57,7 +57,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
     name = f"xray_bench_{secrets.token_hex(4)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        citus = "citus" in str(admin.execute("SHOW shared_preload_libraries").fetchone())
+        citus = server_preloads_citus(admin)
     url = make_conninfo(server_url, dbname=name)
     try:
         if citus:

@@ -182,6 +182,12 @@ def only(conn: psycopg.Connection, keep: str | None) -> Iterator[None]:
         yield
 
 
+def median_p95(times: list[float]) -> tuple[float, float]:
+    """The median and the 95th percentile (nearest rank) of ``times``."""
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * len(ordered)))]
+
+
 def time_query(conn: psycopg.Connection, repeats: int, binary: bool = False,
                query: str = SEED_QUERY) -> tuple[float, float, int]:
     """Median and p95 wall time (ms) of the query and its rows fetched, after two
@@ -194,8 +200,7 @@ def time_query(conn: psycopg.Connection, repeats: int, binary: bool = False,
         began = time.perf_counter()
         rows = cur.execute(query.encode()).fetchall()
         times.append((time.perf_counter() - began) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], len(rows)
+    return (*median_p95(times), len(rows))
 
 
 def time_as_psql(conn: psycopg.Connection, repeats: int, query: str = SEED_QUERY
@@ -214,8 +219,7 @@ def time_as_psql(conn: psycopg.Connection, repeats: int, query: str = SEED_QUERY
         rows = result.ntuples
         if run >= 2:
             times.append(elapsed)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, round(0.95 * len(times)))], rows
+    return (*median_p95(times), rows)
 
 
 def print_without_constraint_exclusion(conn: psycopg.Connection, repeats: int) -> None:

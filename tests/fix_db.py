@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from collector_service.store.citus import make_single_node
+from collector_service.store.citus import make_single_node, server_preloads_citus
 from collector_service.store.embedded import EmbeddedPostgres
 from collector_service.store.migrate import apply_migrations
 
@@ -59,8 +59,7 @@ class DatabaseFactory:
         self.admin_url = admin_url
         self._created: list[str] = []
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
-        self.citus = row is not None and "citus" in row[0]
+            self.citus = server_preloads_citus(conn)
 
     def create(self, prefix: str = "xray_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"

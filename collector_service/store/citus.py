@@ -37,6 +37,13 @@ def is_citus(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def server_preloads_citus(conn: psycopg.Connection) -> bool:
+    """Whether the server loads Citus at start, so a database on it can become a cluster
+    (:func:`make_single_node`)."""
+    row = conn.execute(QUERIES["citus_preloaded"]).fetchone()
+    return bool(row and row[0])
+
+
 def distribute_tables(conn: psycopg.Connection) -> list[str]:
     """Distribute (or replicate) each X-Ray table not yet known to Citus; return what was
     done, as ``table (kind)``. Nothing on a database without the extension."""

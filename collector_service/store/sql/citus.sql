@@ -3,6 +3,9 @@
 -- name: citus_installed
 SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
 
+-- name: citus_preloaded
+SELECT current_setting('shared_preload_libraries') LIKE '%citus%'
+
 -- name: citus_tables
 -- Tables Citus already knows (distributed, reference or local with metadata).
 SELECT c.relname
