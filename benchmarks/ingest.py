@@ -220,10 +220,11 @@ def _kv(key: str, value: str | int | float) -> KeyValue:
 
 
 def step_span(step: StepSpec) -> Span:
-    """The OTLP span an X-Ray SDK would export for ``step``."""
+    """The OTLP span an X-Ray SDK would export for ``step``, its attributes in the SDK's
+    order (``xray_otel``'s step opens with the type and name, then the run's)."""
     attributes = [
-        _kv(c.RUN_ID, step.run_id), _kv(c.RUN_PIPELINE, PIPELINE),
         _kv(c.STEP_TYPE, step.step_type), _kv(c.STEP_NAME, step.name),
+        _kv(c.RUN_ID, step.run_id), _kv(c.RUN_PIPELINE, PIPELINE),
         _kv(c.STEP_SEQ, step.seq), _kv(c.STEP_CANDIDATES_IN, step.candidates_in),
         _kv(c.STEP_CANDIDATES_OUT, step.candidates_out), _kv(c.STEP_WHY, step.why),
         _kv(c.STEP_WHY_JSON, step.why_json),

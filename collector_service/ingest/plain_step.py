@@ -61,14 +61,18 @@ def read_plain_step(key_values: Sequence[KeyValue]) -> PlainStep | None:
     remaining: dict[str, Any] = {}
     for kv in key_values:
         key, any_value = kv.key, kv.value
-        value: Any = any_value.string_value  # the usual kind, read without asking
-        if not value:  # not a string, or an empty one
+        # The usual kinds, read without asking which one is set: a member of the oneof
+        # that is not set reads as its default, so a non-default value is the one sent.
+        value: Any = any_value.string_value or any_value.int_value
+        if not value:  # a string or integer of its own default, or another kind
             kind = any_value.WhichOneof("value")
             if kind in _SCALARS:
                 value = getattr(any_value, kind)
             elif kind is None:
                 value = None
-            elif kind != "string_value":
+            elif kind == "string_value":
+                value = ""  # not the integer 0 read above
+            else:
                 return None  # bytes, arrays and maps: the general readers' business
         if key in _CONTRACT:
             columns[key] = value
