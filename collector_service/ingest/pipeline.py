@@ -1,12 +1,11 @@
 """The one ingestion path shared by every transport.
 
-admitted bytes → decompress, decode and map (large bodies off the event loop) → artifacts to
-storage →
-one Postgres transaction → acknowledge. While the database is unreachable the request is
-written to the outage spool instead (durably, before acknowledging) and replayed later
-through :meth:`Ingestor.replay`; with no spool, or a full one, it is refused as
-retryable. The outcome says how many spans were rejected and what was changed, for the
-OTLP ``partial_success`` field.
+admitted bytes → decompress, decode and map (a large body in a worker thread) → artifacts
+to storage → one Postgres transaction → acknowledge. While the database is unreachable the
+request is written to the outage spool instead (durably, before acknowledging) and
+replayed later through :meth:`Ingestor.replay`; with no spool, or a full one, it is
+refused as retryable. The outcome says how many spans were rejected and what was changed,
+for the OTLP ``partial_success`` field.
 """
 
 from __future__ import annotations
