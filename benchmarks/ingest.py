@@ -22,8 +22,9 @@ collector additionally decodes protobuf, validates and maps each attribute in Py
 upserts ``xray_runs`` and commits once per request, so it cannot reach 100%; the
 ratio says how much of the database's raw write capacity the collector turns into
 ingest throughput. Everything (client, collector, database) shares this machine's
-cores and the collector runs in this process (its own thread and event loop), so the
-absolute numbers depend on the machine: compare runs on the same host only.
+cores and the collector runs in this process (its own thread and event loop, with the
+garbage collector settings ``xray collector`` applies at start), so the absolute numbers
+depend on the machine: compare runs on the same host only.
 
 The collector is warmed up (connections open) before timing, the tables are emptied
 between phases, and the run uses a scratch database that is dropped at the end.
@@ -89,7 +90,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from psycopg import sql
 
 from collector_service.config import CollectorConfig
-from collector_service.server import CollectorThread
+from collector_service.server import CollectorThread, settle_garbage_collector
 from collector_service.store.citus import is_citus
 from xray_otel import conventions as c
 
@@ -401,6 +402,7 @@ def run_phases(url: str, data_dir: Path, runs: Sequence[RunSpec], repeat: int) -
     copy = Result("baseline_copy", len(rows), "rows")
     config = CollectorConfig(database_url=url, data_dir=data_dir, grpc_port=0, http_port=0)
     with CollectorThread(config) as endpoints:
+        settle_garbage_collector()  # as `xray collector` does once started
         send_all(endpoints.grpc_port, warmup, max(SENDER_COUNTS))  # opens pool connections
         for _ in range(repeat):
             for senders, result in grpc_results.items():
@@ -494,6 +496,7 @@ def run_secure_compare(url: str, data_dir: Path, runs: Sequence[RunSpec],
                                     tls_cert_file=cert_file, tls_key_file=key_file)
     warmup = build_requests(generate_runs(STEPS_PER_RUN * 4 * senders, SEED + 1))
     with CollectorThread(plain_config) as plain_at, CollectorThread(secure_config) as secure_at:
+        settle_garbage_collector()  # as `xray collector` does once started
         senders_for = {
             plain.name: grpc_exporter(plain_at.grpc_port, export_timeout_s=EXPORT_TIMEOUT_S),
             secure.name: grpc_exporter(

@@ -22,8 +22,10 @@ How to read it
 --------------
 The phases run interleaved, ``R`` rounds (median reported, with the range), so the
 machine's noise spreads over all of them; the tables are emptied between phases. The
-collector runs in this process (its own thread and event loop) and shares the cores
-with the senders and Postgres: compare figures from one run, not across machines.
+collector runs in this process (its own thread and event loop, with the garbage
+collector settings ``xray collector`` applies at start: ``server.settle_garbage_collector``)
+and shares the cores with the senders and Postgres: compare figures from one run, not
+across machines.
 
 Usage::
 
@@ -74,7 +76,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from collector_service.config import CollectorConfig
 from collector_service.ingest import pipeline
 from collector_service.ingest.decode import decode_json
-from collector_service.server import CollectorThread
+from collector_service.server import CollectorThread, settle_garbage_collector
 
 DEFAULT_SPANS = 20_000
 DEFAULT_REPEAT = 5
@@ -247,6 +249,7 @@ def run_phases(url: str, data_dir: Path, spans: int, repeat: int) -> list[Result
     results = {name: Result(name, steps + len(runs)) for name in FORMS}
     config = CollectorConfig(database_url=url, data_dir=data_dir, grpc_port=0, http_port=0)
     with CollectorThread(config) as endpoints:
+        settle_garbage_collector()  # as `xray collector` does once started
         openers: dict[str, Callable[[], Any]] = {
             name: http_exporter(endpoints.http_port) for name in FORMS}
         openers["grpc"] = grpc_exporter(endpoints.grpc_port, export_timeout_s=EXPORT_TIMEOUT_S)
