@@ -4,7 +4,8 @@
                                      [--steps 10000000] [--repeats 30] [--drop]
 
 Builds, once, a database named ``xray_bench_seed_<steps>`` on the server: migrated, its
-day partitions created for the 30 days the data covers (as collectors create them), then
+partitions created for the 30 days the data covers (as collectors create them: a week
+each, unless the server's ``xray.step_partition_days`` says otherwise), then
 ``--steps`` realistic steps generated in SQL (runs of ten steps over 30 days, three
 filters a run, about one filter in 300 dropping more than 90%: some 10,000 rows for the
 seed query), with 0001's index built beside the current one, vacuumed and analysed. A

@@ -115,7 +115,8 @@ def load(url: str, steps: int) -> dict[str, float]:
                             " FROM xray_runs").fetchone()
     assert sizes and row and runs and wal
     if default and default[0]:
-        raise SystemExit(f"{default[0]} steps landed in xray_steps_default: no day partition")
+        raise SystemExit(f"{default[0]} steps landed in xray_steps_default: "
+                         "no partition holds their day")
     return {"row": float(row[0]), "table": float(sizes[0]) / steps,
             "indexes": float(sizes[1]) / steps, "wal": float(wal[0]) / steps,
             "run": float(runs[1]) / runs[0]}

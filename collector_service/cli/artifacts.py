@@ -1,5 +1,5 @@
 """``xray artifact get``, ``xray retention`` and ``xray prune``: fetch evidence, and
-remove old runs with theirs (by whole days, or row by row)."""
+remove old runs with theirs (by whole partitions, or row by row)."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def _plural(count: int, noun: str) -> str:
 
 
 def cmd_retention(args: argparse.Namespace, config: CollectorConfig) -> int:
-    """Drop the day partitions older than ``--older-than``, the runs that ended before it,
+    """Drop the step partitions older than ``--older-than``, the runs that ended before it,
     and the artifacts only they used."""
     from collector_service.store.retention import RetentionLocked, apply_retention
 
@@ -162,7 +162,8 @@ def cmd_retention(args: argparse.Namespace, config: CollectorConfig) -> int:
         config, result.unreferenced_artifacts, grace_s)
     if args.json:
         print(json.dumps({
-            "cutoff": result.cutoff.isoformat(), "dry_run": args.dry_run,
+            "cutoff": result.cutoff.isoformat(),
+            "requested_cutoff": result.requested_cutoff.isoformat(), "dry_run": args.dry_run,
             "partitions": list(result.partitions),
             "partition_steps_estimate": result.partition_steps_estimate,
             "runs": result.runs, "default_steps": result.default_steps,
@@ -177,11 +178,14 @@ def cmd_retention(args: argparse.Namespace, config: CollectorConfig) -> int:
 def _retention_summary(result: RetentionResult, dry_run: bool, deleted: int, kept: int) -> str:
     """One line: the cutoff, then what went (or would go), then what was kept and why."""
     parts = result.partitions
-    days = (f"{_plural(len(parts), 'day partition')} ({parts[0][-8:]}..{parts[-1][-8:]}, "
+    days = (f"{_plural(len(parts), 'partition')} ({parts[0][-8:]}..{parts[-1][-8:]}, "
             f"about {result.partition_steps_estimate} steps)" if parts
-            else "0 day partitions")
+            else "0 partitions")
     artifacts = len(result.unreferenced_artifacts) if dry_run else deleted
-    line = (f"cutoff {result.cutoff.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+    moved = ("" if result.cutoff == result.requested_cutoff else
+             f" (the start of the partition holding "
+             f"{result.requested_cutoff.astimezone(UTC):%Y-%m-%d %H:%M}: partitions go whole)")
+    line = (f"cutoff {result.cutoff.astimezone(UTC):%Y-%m-%d %H:%M} UTC{moved}: "
             + ("would drop " if dry_run else "dropped ") + days
             + (", would delete " if dry_run else ", deleted ")
             + f"{_plural(result.runs, 'run')}, "

@@ -173,10 +173,12 @@ def _add_artifact_commands(commands: Any) -> None:
     _add_settings(get, DB_SETTINGS + STORE_SETTINGS)
 
     retention = commands.add_parser(
-        "retention", help="drop whole days of old steps, old runs and artifacts nothing uses")
+        "retention", help="drop whole partitions of old steps, old runs and artifacts nothing "
+                          "uses")
     retention.add_argument("--older-than", required=True, metavar="AGE",
-                           help="drop the days and runs older than this age, e.g. 30d, "
-                                "rounded down to a UTC midnight (required)")
+                           help="drop the steps and runs older than this age, e.g. 30d, "
+                                "rounded down to a UTC midnight and then to the start of "
+                                "the partition holding it (required)")
     retention.add_argument("--artifact-grace", default="1h", metavar="AGE",
                            help="keep artifacts written within this age (default: 1h)")
     retention.add_argument("--dry-run", action="store_true",

@@ -1,19 +1,20 @@
-"""Keep ``xray_steps``' day partitions ahead of time, and list them for retention.
+"""Keep ``xray_steps``' partitions ahead of time, and list them for retention.
 
-``xray_steps`` is partitioned by ``started_at``, one partition per UTC day (migration
-0007). A step whose day has no partition lands in ``xray_steps_default``, which every
-query that does not filter on ``started_at`` reads and which retention can only empty row
-by row; so collectors create the partitions from yesterday to :data:`DAYS_AHEAD` days
-ahead, at start and then every :data:`EVERY_S` seconds. The SQL function does the work
-(and moves a day's rows out of DEFAULT when it creates that day), under an advisory lock
-so several collectors can do it at once.
+``xray_steps`` is partitioned by ``started_at``: a partition a week (Monday to Sunday,
+UTC) since migration 0009, or as many days as the database's ``xray.step_partition_days``
+says (a day each before it). A step whose day has no partition lands in
+``xray_steps_default``, which every query that does not filter on ``started_at`` reads and
+which retention can only empty row by row; so collectors make sure the days from
+yesterday to :data:`DAYS_AHEAD` days ahead have partitions, at start and then every
+:data:`EVERY_S` seconds. The SQL function does the work (and moves rows out of DEFAULT
+into a partition it creates), under an advisory lock so several collectors can do it at
+once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -36,7 +37,6 @@ RETRY_S = 60.0
 """How soon it tries again after a failure (database down, lock not granted in time)."""
 LOCK_TIMEOUT_MS = 5000
 """Longest wait for the table lock that creating a partition takes."""
-_DAY_NAME = re.compile(r"^xray_steps_p(\d{8})$")
 
 
 class PartitionsLocked(Exception):
@@ -53,45 +53,43 @@ def utc_today() -> date:
 
 
 async def create_step_partitions(conn: psycopg.AsyncConnection[Any], first_day: date,
-                                 last_day: date,
-                                 lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> list[str]:
-    """Create the missing day partitions from ``first_day`` to ``last_day``, in one
-    transaction; return their names. Raises :class:`PartitionsLocked` when the table
-    lock is not granted within ``lock_timeout_ms`` (not the driver's error: that one is
-    an ``OperationalError``, which would pass for the database being down)."""
+                                 last_day: date, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                                 days_per_partition: int | None = None) -> list[str]:
+    """Create the partitions missing for the days ``first_day`` to ``last_day``, in one
+    transaction; return their names. ``days_per_partition`` overrides the database's
+    width (tests use it). Raises :class:`PartitionsLocked` when the table lock is not
+    granted within ``lock_timeout_ms`` (not the driver's error: that one is an
+    ``OperationalError``, which would pass for the database being down)."""
     try:
         async with conn.transaction():
             await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                 sql.Literal(f"{int(lock_timeout_ms)}ms")))
             cur = await conn.execute(_QUERIES["create_step_partitions"],
-                                     {"first_day": first_day, "last_day": last_day})
+                                     {"first_day": first_day, "last_day": last_day,
+                                      "days_per_partition": days_per_partition})
             return [row[0] for row in await cur.fetchall()]
     except psycopg.errors.LockNotAvailable as exc:
         raise PartitionsLocked(str(exc)) from exc
 
 
 @dataclass(frozen=True)
-class DayPartition:
-    """One day partition of ``xray_steps``: its name and the UTC day it holds."""
+class StepPartition:
+    """One partition of ``xray_steps``: its name and the ``started_at`` range it holds."""
 
     name: str
-    day: date
+    start: datetime
+    """The first instant it holds."""
+    end: datetime
+    """The first instant after it: every row is older than this."""
 
-    @property
-    def end(self) -> datetime:
-        """The first instant after the day: every row is older than this."""
-        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC) \
-            + timedelta(days=1)
+    def holds(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
 
 
-def day_partitions(conn: psycopg.Connection[Any]) -> list[DayPartition]:
-    """The day partitions of ``xray_steps``, oldest first (DEFAULT is not one)."""
-    found = []
-    for name, is_default in conn.execute(_QUERIES["step_partitions"]).fetchall():
-        match = _DAY_NAME.match(name)
-        if match and not is_default:
-            found.append(DayPartition(name, datetime.strptime(match.group(1), "%Y%m%d").date()))
-    return sorted(found, key=lambda p: p.day)
+def step_partitions(conn: psycopg.Connection[Any]) -> list[StepPartition]:
+    """The partitions of ``xray_steps``, oldest first (DEFAULT is not one)."""
+    return [StepPartition(name, start, end)
+            for name, start, end in conn.execute(_QUERIES["step_partitions"]).fetchall()]
 
 
 async def keep_partitions_ahead(create: Callable[[date, date], Awaitable[list[str]]],

@@ -168,7 +168,7 @@ class PostgresStore:
             return await read_managed_tokens(conn)
 
     async def create_step_partitions(self, first_day: date, last_day: date) -> list[str]:
-        """Create the missing day partitions of ``xray_steps`` (see ``store.partitions``)."""
+        """Create the missing partitions of ``xray_steps`` (see ``store.partitions``)."""
         async with self._connection() as conn:
             return await create_step_partitions(conn, first_day, last_day)
 

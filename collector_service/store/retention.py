@@ -1,10 +1,15 @@
-"""Retention by whole days: drop ``xray_steps``' old day partitions, delete old runs.
+"""Retention by whole partitions: drop ``xray_steps``' old partitions, delete old runs.
 
 Dropping a partition takes the same time whatever it holds, so old steps go in seconds;
 runs (not partitioned: see ``retention.sql``), the rows of ``xray_steps_default`` and
 artifact references are deleted row by row, and they are far fewer. Everything happens in
 one transaction, with the table locks taken last and bounded by a lock timeout, so ingest
 waits at most that long.
+
+The cutoff asked for (a UTC midnight) moves back to the start of the partition that holds
+it, if one does: a partition goes whole or not at all, and a run deleted as older than the
+cutoff must not leave steps in a partition that stays. With weekly partitions, retention
+keeps up to six days more than asked.
 
 A run is kept or deleted whole: a run that started before the cutoff and ended after it
 keeps its older steps, which move to ``xray_steps_default`` when their day is dropped and
@@ -21,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from collector_service.store.citus import is_citus
-from collector_service.store.partitions import day_partitions
+from collector_service.store.partitions import StepPartition, step_partitions
 from collector_service.store.queries import load
 
 _QUERIES = load("retention.sql")
@@ -38,6 +43,8 @@ class RetentionResult:
     """What retention removed (or, for a dry run, would remove)."""
 
     cutoff: datetime
+    requested_cutoff: datetime
+    """The UTC midnight at or before now - ``older_than``; ``cutoff`` is at or before it."""
     partitions: tuple[str, ...]
     partition_steps_estimate: int
     runs: int
@@ -48,8 +55,9 @@ class RetentionResult:
 
 def apply_retention(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
                     lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> RetentionResult:
-    """Remove everything older than the UTC midnight at or before now - ``older_than``;
-    a dry run does the same and rolls back. Returns what went and the artifact ids that
+    """Remove everything older than the UTC midnight at or before now - ``older_than``, or
+    than the start of the partition holding that midnight; a dry run does the same and
+    rolls back. Returns what went and the artifact ids that
     no reference names any more (their payloads are the caller's to delete, after this
     returns: a payload is deleted only once its last reference is committed gone)."""
     try:
@@ -63,9 +71,11 @@ def _apply(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
            lock_timeout_ms: int) -> RetentionResult:
     row = conn.execute(_QUERIES["cutoff"], {"older_than": older_than}).fetchone()
     assert row is not None
-    cutoff: datetime = row[0]
+    requested: datetime = row[0]
+    partitions = step_partitions(conn)
+    cutoff = partition_cutoff(partitions, requested)
     params = {"cutoff": cutoff}
-    old = [p.name for p in day_partitions(conn) if p.end <= cutoff]
+    old = [p.name for p in partitions if p.end <= cutoff]
     conn.execute(_QUERIES["keep_table"])
     runs = conn.execute(_QUERIES["delete_old_runs"], params).rowcount
     default_steps = conn.execute(_QUERIES["delete_default_steps"]).rowcount
@@ -83,9 +93,17 @@ def _apply(conn: psycopg.Connection[Any], older_than: timedelta, dry_run: bool,
         kept = _copy_kept_steps(conn, old, params)
         if not dry_run:
             _drop(conn, old)
-    return RetentionResult(cutoff, tuple(old), int(estimate[0]) if estimate else 0,
+    return RetentionResult(cutoff, requested, tuple(old), int(estimate[0]) if estimate else 0,
                            max(runs, 0), max(default_steps, 0), kept,
                            tuple(unreferenced))
+
+
+def partition_cutoff(partitions: list[StepPartition], requested: datetime) -> datetime:
+    """``requested``, or the start of the partition that holds it past its first instant."""
+    for partition in partitions:
+        if partition.start < requested < partition.end:
+            return partition.start
+    return requested
 
 
 def unreferenced_artifacts(conn: psycopg.Connection[Any], artifact_ids: set[str]) -> list[str]:

@@ -114,7 +114,7 @@ def test_partitions_created_later_are_distributed(citus: DatabaseFactory) -> Non
     apply_migrations(url)
     day = date(2031, 1, 15)
     with psycopg.connect(url, autocommit=True) as conn:
-        created = conn.execute("SELECT xray_create_step_partitions(%s, %s)",
+        created = conn.execute("SELECT xray_create_step_partitions(%s, %s, 1)",
                                (day, day)).fetchall()
     assert created == [("xray_steps_p20310115",)]
     assert citus_tables(url)["xray_steps_p20310115"][:2] == ("distributed", "run_id")

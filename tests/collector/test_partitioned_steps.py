@@ -143,6 +143,38 @@ def test_0007_moves_an_existing_database_and_changes_only_the_keys(
         assert f"xray_steps_p{(today + timedelta(days=offset)):%Y%m%d}" in counts
 
 
+def test_0009_turns_empty_days_ahead_into_weeks_and_keeps_days_with_rows(
+        databases: DatabaseFactory, tmp_path: Path) -> None:
+    url = databases.create()
+    apply_migrations(url, migrations_up_to("0008", tmp_path))
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO xray_steps (run_id, step_name, step_type, status,"
+                     " started_at, ended_at, trace_id, span_id)"
+                     " VALUES ('r', 'f', 'filter', 'ok', %s, %s, 't', 's')",
+                     (noon, noon + timedelta(seconds=1)))
+        before = conn.execute("SELECT * FROM xray_steps").fetchall()
+    assert apply_migrations(url) == ["0009_weekly_step_partitions.sql"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        bounds = conn.execute("SELECT partition_name, low, high FROM"
+                              " xray_step_partition_bounds() ORDER BY low").fetchall()
+        assert conn.execute("SELECT * FROM xray_steps").fetchall() == before
+        holding = conn.execute(f"SELECT {PARTITION_OF_ROW} FROM xray_steps").fetchone()
+    # Today's day partition holds a row and stays; the empty days around it became the
+    # rest of their weeks, and whole weeks follow, up to a week ahead.
+    assert holding == (f"xray_steps_p{today:%Y%m%d}",)
+    starts = [low for _, low, _ in bounds]
+    assert (f"xray_steps_p{today:%Y%m%d}", noon.replace(hour=0),
+            noon.replace(hour=0) + timedelta(days=1)) in bounds
+    ends = [high for _, _, high in bounds]
+    assert ends[:-1] == starts[1:]  # no gap, no overlap
+    assert starts[0] <= noon - timedelta(days=1) and bounds[-1][2] > noon + timedelta(days=7)
+    whole_weeks = [low for _, low, high in bounds if high - low == timedelta(days=7)]
+    assert whole_weeks and all(low.weekday() == 0 for low in whole_weeks)
+    assert len(bounds) <= 4  # at most: the week's days before today, today, its days after, a week
+
+
 def _unique_keys(conn: psycopg.Connection) -> list[tuple[str, str, list[str]]]:
     rows = conn.execute(
         "SELECT t.relname, i.relname,"
@@ -216,7 +248,7 @@ def test_an_end_without_start_time_completes_a_start_of_the_day_before(
                            "time": "2026-01-01T23:59:59Z"}}
     end = {"stepEnd": {"runId": "r", "stepId": "1", "time": "2026-01-02T00:00:03Z",
                        "candidatesIn": 10, "candidatesOut": 1}}
-    db.execute("SELECT xray_create_step_partitions('2026-01-01', '2026-01-02')")
+    db.execute("SELECT xray_create_step_partitions('2026-01-01', '2026-01-02', 1)")
     counts = asyncio.run(_write_all(migrated_url, [_events(start), _events(end),
                                                    _events(end)], at_once=False))
     assert counts == [1, 1, 0]

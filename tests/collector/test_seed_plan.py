@@ -84,7 +84,7 @@ def steps_db(databases: DatabaseFactory) -> Iterator[psycopg.Connection]:
     url = databases.create()
     apply_migrations(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT xray_create_step_partitions('2026-11-01', '2026-11-10')")
+        conn.execute("SELECT xray_create_step_partitions('2026-11-01', '2026-11-10', 1)")
         conn.execute(GENERATE)
         conn.execute("VACUUM ANALYZE xray_steps")
         yield conn

@@ -85,7 +85,7 @@ WHERE x.run_id = ANY(%(run_ids)s::text[])
 
 -- name: copy_new_steps
 -- New steps (see stored_step_keys) by binary COPY into xray_steps itself, routed to their
--- day partitions by PostgreSQL. Column order = steps._new_step_values().
+-- partitions by PostgreSQL. Column order = steps._new_step_values().
 COPY xray_steps (
     run_id, seq, step_name, step_type, pipeline, candidates_in, candidates_out,
     why, why_json, input, output, metrics, status, error, started_at, ended_at,

@@ -1,18 +1,15 @@
--- Named queries for collector_service.store.partitions: xray_steps' day partitions.
+-- Named queries for collector_service.store.partitions: xray_steps' partitions.
 
 -- name: create_step_partitions
--- The function (migration 0007) takes an advisory lock, so collectors calling it at the
+-- The function (migration 0009) takes an advisory lock, so collectors calling it at the
 -- same time create each partition once. Creating a partition locks xray_steps, waiting for
 -- queries that read it: the lock_timeout set alongside keeps that wait (and the queue of
--- writes behind it) short; a timed-out attempt is retried later.
-SELECT xray_create_step_partitions(%(first_day)s::date, %(last_day)s::date)
+-- writes behind it) short; a timed-out attempt is retried later. A NULL width means the
+-- database's own (xray.step_partition_days, else 7).
+SELECT xray_create_step_partitions(%(first_day)s::date, %(last_day)s::date,
+                                   %(days_per_partition)s::integer)
 
 -- name: step_partitions
--- Every partition of xray_steps with its bounds; DEFAULT has none. Day partitions are the
--- ones created by xray_create_step_partitions, named xray_steps_pYYYYMMDD.
-SELECT c.relname,
-       pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS is_default
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'xray_steps'::regclass
-ORDER BY c.relname
+-- Every partition of xray_steps with its bounds, oldest first; DEFAULT has none and is
+-- not listed.
+SELECT partition_name, low, high FROM xray_step_partition_bounds() ORDER BY low

@@ -27,14 +27,15 @@ FROM xray_artifacts
 WHERE artifact_id = ANY(%(artifact_ids)s::text[])
 
 -- Named queries for `xray retention` (collector_service.store.retention). Old data goes by
--- whole UTC days: the cutoff is the midnight (UTC) at or before now() - older_than.
+-- whole partitions: the cutoff is the midnight (UTC) at or before now() - older_than,
+-- moved back to the start of the partition that holds it (retention.partition_cutoff).
 
 -- name: cutoff
 SELECT date_trunc('day', (now() - %(older_than)s::interval) AT TIME ZONE 'UTC')
        AT TIME ZONE 'UTC'
 
 -- name: keep_table
--- Steps of runs kept whole that sit in the day partitions about to be dropped.
+-- Steps of runs kept whole that sit in the partitions about to be dropped.
 CREATE TEMP TABLE IF NOT EXISTS xray_retention_kept (LIKE xray_steps) ON COMMIT DROP;
 CREATE TEMP TABLE IF NOT EXISTS xray_retention_runs (run_id text PRIMARY KEY) ON COMMIT DROP
 
@@ -51,13 +52,13 @@ INSERT INTO xray_retention_runs SELECT run_id FROM gone
 
 -- name: straddling_runs
 -- Runs that started before the cutoff and ended after it are kept whole: their steps in
--- the days being dropped are copied out (retention._copy_kept_steps) and written back
--- (to xray_steps_default, since those days have no partition any more) after the drop.
--- Runs deleted above are gone here, so these are few: runs across the cutoff's midnight.
+-- the partitions being dropped are copied out (retention._copy_kept_steps) and written back
+-- (to xray_steps_default, since their days have no partition any more) after the drop.
+-- Runs deleted above are gone here, so these are few: runs across the cutoff.
 SELECT run_id FROM xray_runs WHERE started_at < %(cutoff)s
 
 -- name: delete_default_steps
--- Steps in xray_steps_default (times outside the day partitions) go with their run.
+-- Steps in xray_steps_default (times outside the partitions) go with their run.
 DELETE FROM xray_steps_default d
 WHERE NOT EXISTS (SELECT FROM xray_runs r WHERE r.run_id = d.run_id)
 
