@@ -57,9 +57,9 @@ def apply_retention(conn: psycopg.Connection[Any], older_than: timedelta, dry_ru
                     lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> RetentionResult:
     """Remove everything older than the UTC midnight at or before now - ``older_than``, or
     than the start of the partition holding that midnight; a dry run does the same and
-    rolls back. Returns what went and the artifact ids that
-    no reference names any more (their payloads are the caller's to delete, after this
-    returns: a payload is deleted only once its last reference is committed gone)."""
+    rolls back. Returns what went and the artifact ids that no reference names any more
+    (their payloads are the caller's to delete, after this returns: a payload is deleted
+    only once its last reference is committed gone)."""
     try:
         with conn.transaction(force_rollback=dry_run):
             return _apply(conn, older_than, dry_run, lock_timeout_ms)
